@@ -1,0 +1,1 @@
+"""Dagster resources: the warehouse, the ComparePower client and the city catalog."""

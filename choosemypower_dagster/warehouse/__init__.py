@@ -1,0 +1,1 @@
+"""The warehouse: schema, connection handling and the reads and writes the assets make."""

@@ -1,0 +1,178 @@
+"""Warehouse tables (SQLAlchemy Core), after the product's database specification."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+TS = sa.DateTime(timezone=True)
+
+tdsp_territories = sa.Table(
+    "tdsp_territories",
+    metadata,
+    sa.Column("duns", sa.String(13), primary_key=True),
+    sa.Column("code", sa.String(32), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("short_name", sa.String(64), nullable=False),
+    sa.Column("abbreviation", sa.String(32), nullable=False),
+    sa.Column("service_region", sa.String(256)),
+    sa.Column("website", sa.String(256)),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+cities = sa.Table(
+    "cities",
+    metadata,
+    sa.Column("slug", sa.String(96), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("county", sa.String(64)),
+    sa.Column("population", sa.Integer),
+    sa.Column("latitude", sa.Float),
+    sa.Column("longitude", sa.Float),
+    sa.Column("tier", sa.String(8), nullable=False, index=True),
+    sa.Column("primary_tdsp_duns", sa.String(13), nullable=False),
+    sa.Column("tdsp_duns", sa.String(128), nullable=False),  # ';'-joined DUNS list
+    sa.Column("zip_count", sa.Integer, nullable=False),
+    sa.Column("in_catalog", sa.Boolean, nullable=False, default=True),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+zip_code_mappings = sa.Table(
+    "zip_code_mappings",
+    metadata,
+    sa.Column("zip_code", sa.String(5), primary_key=True),
+    sa.Column("tdsp_duns", sa.String(13), primary_key=True),
+    sa.Column("city_slug", sa.String(96), primary_key=True, index=True),
+)
+
+providers = sa.Table(
+    "providers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("legal_name", sa.String(256)),
+    sa.Column("puct_number", sa.String(32)),
+    sa.Column("external_id", sa.String(64)),
+    sa.Column("active", sa.Boolean, nullable=False, default=True),
+    sa.Column("plan_count", sa.Integer, nullable=False, default=0),
+    sa.Column("plan_counts_by_tdsp", sa.Text),  # JSON object: DUNS -> active plans
+    sa.Column("tdsps", sa.String(128)),  # ';'-joined DUNS list
+    sa.Column("cities_reached", sa.Integer, nullable=False, default=0),
+    sa.Column("cheapest_rate_1000", sa.Float),
+    sa.Column("first_seen_at", TS, nullable=False),
+    sa.Column("last_seen_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+electricity_plans = sa.Table(
+    "electricity_plans",
+    metadata,
+    sa.Column("id", sa.String(24), primary_key=True),  # ObjectId minted once per plan
+    sa.Column("external_id", sa.String(64), nullable=False),  # the API's own _id
+    sa.Column("tdsp_duns", sa.String(13), nullable=False),
+    sa.Column("provider_id", sa.Integer, sa.ForeignKey("providers.id"), nullable=False),
+    sa.Column("provider_name", sa.String(128), nullable=False),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("family", sa.String(128)),
+    sa.Column("term_months", sa.Integer),
+    sa.Column("rate_type", sa.String(16), nullable=False),
+    sa.Column("percent_green", sa.Float),
+    sa.Column("early_termination_fee", sa.Float),
+    sa.Column("is_pre_pay", sa.Boolean),
+    sa.Column("is_time_of_use", sa.Boolean),
+    sa.Column("requires_auto_pay", sa.Boolean),
+    sa.Column("requires_deposit", sa.Boolean),
+    sa.Column("rate_500", sa.Float),
+    sa.Column("rate_1000", sa.Float, nullable=False),
+    sa.Column("rate_2000", sa.Float),
+    sa.Column("base_charge", sa.Float),
+    sa.Column("energy_charge", sa.Float),
+    sa.Column("bill_credit", sa.Float),
+    sa.Column("components", sa.Text),  # JSON list as the API gave it
+    sa.Column("expected_prices", sa.Text),  # JSON list as the API gave it
+    sa.Column("efl_url", sa.Text),
+    sa.Column("tos_url", sa.Text),
+    sa.Column("yraac_url", sa.Text),
+    sa.Column("price_fingerprint", sa.String(64), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False, default=True),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("first_seen_at", TS, nullable=False),
+    sa.Column("last_seen_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.UniqueConstraint("external_id", "tdsp_duns", name="uq_plans_external_tdsp"),
+    sa.Index("ix_plans_tdsp_term", "tdsp_duns", "term_months"),
+    sa.Index("ix_plans_active_rate", "active", "rate_1000"),
+)
+
+city_plan_availability = sa.Table(
+    "city_plan_availability",
+    metadata,
+    sa.Column("city_slug", sa.String(96), primary_key=True),
+    sa.Column("plan_id", sa.String(24), primary_key=True, index=True),
+    sa.Column("refreshed_at", TS, nullable=False),
+)
+
+city_summaries = sa.Table(
+    "city_summaries",
+    metadata,
+    sa.Column("city_slug", sa.String(96), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("tier", sa.String(8), nullable=False),
+    sa.Column("plan_count", sa.Integer, nullable=False),
+    sa.Column("provider_count", sa.Integer, nullable=False),
+    *[
+        sa.Column(f"rate_{usage}_{stat}", sa.Float)
+        for usage in (500, 1000, 2000)
+        for stat in ("min", "median", "mean", "max")
+    ],
+    sa.Column("green_100_share", sa.Float),
+    sa.Column("fixed_rate_share", sa.Float),
+    *[
+        col
+        for term in (12, 24, 36)
+        for col in (
+            sa.Column(f"cheapest_{term}m_plan_id", sa.String(24)),
+            sa.Column(f"cheapest_{term}m_rate_1000", sa.Float),
+        )
+    ],
+    sa.Column("plans_refreshed_at", TS),
+    sa.Column("computed_at", TS, nullable=False),
+)
+
+plan_pricing_history = sa.Table(
+    "plan_pricing_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("plan_id", sa.String(24), nullable=False, index=True),
+    sa.Column("recorded_at", TS, nullable=False, index=True),
+    sa.Column("changed_fields", sa.String(256), nullable=False),  # ';'-joined field names
+    sa.Column("previous_rate_1000", sa.Float),
+    sa.Column("new_rate_1000", sa.Float),
+)
+
+api_response_cache = sa.Table(
+    "api_response_cache",
+    metadata,
+    sa.Column("cache_key", sa.String(128), primary_key=True),
+    sa.Column("tdsp_duns", sa.String(13), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),  # api or sandbox
+    sa.Column("fetched_at", TS, nullable=False, index=True),
+    sa.Column("body", sa.Text, nullable=False),
+)
+
+refresh_log = sa.Table(
+    "refresh_log",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("started_at", TS, nullable=False),
+    sa.Column("finished_at", TS, nullable=False),
+    sa.Column("cities_requested", sa.Integer, nullable=False),
+    sa.Column("cities_refreshed", sa.Integer, nullable=False),
+    sa.Column("cities_failed", sa.Integer, nullable=False),
+    sa.Column("api_calls", sa.Integer, nullable=False),
+    sa.Column("cache_hits", sa.Integer, nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("errors", sa.Text, nullable=False),  # JSON object: city or TDSP -> reason
+)

@@ -1,0 +1,309 @@
+"""The warehouse writes the assets make, each inside the caller's transaction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from choosemypower_dagster.api.parsing import PRICING_FIELDS, PlanRecord
+from choosemypower_dagster.catalog import City
+from choosemypower_dagster.tdsps import Tdsp
+from choosemypower_dagster.warehouse import schema as t
+from choosemypower_dagster.warehouse.ids import new_object_id
+from choosemypower_dagster.warehouse.upsert import upsert
+
+
+def write_tdsps(conn: sa.Connection, tdsps: Sequence[Tdsp], now: datetime) -> int:
+    """Upsert the TDSP territories; returns rows written."""
+    rows = [
+        {
+            "duns": x.duns,
+            "code": x.code,
+            "name": x.name,
+            "short_name": x.short_name,
+            "abbreviation": x.abbreviation,
+            "service_region": x.service_region,
+            "website": x.website,
+            "updated_at": now,
+        }
+        for x in tdsps
+    ]
+    upsert(conn, t.tdsp_territories, rows, keys=["duns"])
+    return len(rows)
+
+
+def write_tier_cities(
+    conn: sa.Connection, tier: str, cities: Sequence[City], now: datetime
+) -> dict[str, int]:
+    """Upsert a tier's cities and replace their ZIP mappings; cities gone from it are flagged."""
+    rows = [
+        {
+            "slug": c.slug,
+            "name": c.name,
+            "county": c.county,
+            "population": c.population,
+            "latitude": c.latitude,
+            "longitude": c.longitude,
+            "tier": tier,
+            "primary_tdsp_duns": c.primary_tdsp_duns,
+            "tdsp_duns": ";".join(c.tdsp_duns),
+            "zip_count": len({z for z, _ in c.zip_codes}),
+            "in_catalog": True,
+            "updated_at": now,
+        }
+        for c in cities
+    ]
+    upsert(conn, t.cities, rows, keys=["slug"])
+    slugs = [c.slug for c in cities]
+    dropped = conn.execute(
+        sa.update(t.cities)
+        .where(t.cities.c.tier == tier, t.cities.c.slug.not_in(slugs), t.cities.c.in_catalog)
+        .values(in_catalog=False, updated_at=now)
+    ).rowcount
+    old_slugs = sa.select(t.cities.c.slug).where(t.cities.c.tier == tier)
+    conn.execute(
+        sa.delete(t.zip_code_mappings).where(
+            sa.or_(
+                t.zip_code_mappings.c.city_slug.in_(slugs),
+                t.zip_code_mappings.c.city_slug.in_(old_slugs),
+            )
+        )
+    )
+    zips = [
+        {"zip_code": z, "tdsp_duns": d, "city_slug": c.slug} for c in cities for z, d in c.zip_codes
+    ]
+    if zips:
+        conn.execute(sa.insert(t.zip_code_mappings), zips)
+    return {"cities": len(rows), "zip_mappings": len(zips), "dropped_from_catalog": dropped}
+
+
+@dataclass
+class TdspWrite:
+    """What writing one TDSP's plans changed."""
+
+    plan_ids: dict[str, str]  # external_id -> our ObjectId
+    new: int
+    changed: int
+    unchanged: int
+    deactivated: int
+    providers: int
+
+
+def _write_providers(
+    conn: sa.Connection, plans: Sequence[PlanRecord], now: datetime
+) -> dict[str, int]:
+    """Upsert the providers named by `plans` (by name); returns name -> provider id."""
+    by_name: dict[str, PlanRecord] = {}
+    for p in plans:
+        by_name.setdefault(p.provider_name, p)
+    rows = [
+        {
+            "name": name,
+            "legal_name": p.provider_legal_name,
+            "puct_number": p.provider_puct_number,
+            "external_id": p.provider_external_id,
+            "active": True,
+            "plan_count": 0,
+            "cities_reached": 0,
+            "first_seen_at": now,
+            "last_seen_at": now,
+            "updated_at": now,
+        }
+        for name, p in sorted(by_name.items())
+    ]
+    upsert(
+        conn,
+        t.providers,
+        rows,
+        keys=["name"],
+        update=["legal_name", "puct_number", "external_id", "active", "last_seen_at", "updated_at"],
+    )
+    found = conn.execute(
+        sa.select(t.providers.c.name, t.providers.c.id).where(t.providers.c.name.in_(by_name))
+    )
+    return {name: pid for name, pid in found}
+
+
+def _changed_fields(old: Any, new: PlanRecord) -> list[str]:
+    return [f for f in PRICING_FIELDS if getattr(old, f) != getattr(new, f)]
+
+
+def write_tdsp_plans(
+    conn: sa.Connection,
+    tdsp_duns: str,
+    plans: Sequence[PlanRecord],
+    now: datetime,
+    source: str,
+) -> TdspWrite:
+    """Upsert one TDSP's plans, keep each plan's id, log price changes, retire vanished plans."""
+    provider_ids = _write_providers(conn, plans, now)
+    cols = t.electricity_plans.c
+    existing = {
+        row.external_id: row
+        for row in conn.execute(
+            sa.select(
+                cols.id,
+                cols.external_id,
+                cols.price_fingerprint,
+                *[cols[f] for f in PRICING_FIELDS],
+            ).where(cols.tdsp_duns == tdsp_duns)
+        )
+    }
+    rows: list[dict[str, Any]] = []
+    history: list[dict[str, Any]] = []
+    ids: dict[str, str] = {}
+    new = changed = 0
+    for p in plans:
+        old = existing.get(p.external_id)
+        fingerprint = p.price_fingerprint
+        if old is None:
+            plan_id = new_object_id(now.timestamp())
+            new += 1
+        else:
+            plan_id = old.id
+            if old.price_fingerprint != fingerprint:
+                changed += 1
+                history.append(
+                    {
+                        "plan_id": plan_id,
+                        "recorded_at": now,
+                        "changed_fields": ";".join(_changed_fields(old, p)) or "components",
+                        "previous_rate_1000": old.rate_1000,
+                        "new_rate_1000": p.rate_1000,
+                    }
+                )
+        ids[p.external_id] = plan_id
+        rows.append(
+            {
+                "id": plan_id,
+                "external_id": p.external_id,
+                "tdsp_duns": tdsp_duns,
+                "provider_id": provider_ids[p.provider_name],
+                "provider_name": p.provider_name,
+                "name": p.name,
+                "family": p.family,
+                "term_months": p.term_months,
+                "rate_type": p.rate_type,
+                "percent_green": p.percent_green,
+                "early_termination_fee": p.early_termination_fee,
+                "is_pre_pay": p.is_pre_pay,
+                "is_time_of_use": p.is_time_of_use,
+                "requires_auto_pay": p.requires_auto_pay,
+                "requires_deposit": p.requires_deposit,
+                "rate_500": p.rate_500,
+                "rate_1000": p.rate_1000,
+                "rate_2000": p.rate_2000,
+                "base_charge": p.base_charge,
+                "energy_charge": p.energy_charge,
+                "bill_credit": p.bill_credit,
+                "components": p.components,
+                "expected_prices": p.expected_prices,
+                "efl_url": p.efl_url,
+                "tos_url": p.tos_url,
+                "yraac_url": p.yraac_url,
+                "price_fingerprint": fingerprint,
+                "active": True,
+                "source": source,
+                "first_seen_at": now,
+                "last_seen_at": now,
+                "updated_at": now,
+            }
+        )
+    # `id` and `first_seen_at` are never overwritten: a plan keeps the id it was minted with.
+    upsert(
+        conn,
+        t.electricity_plans,
+        rows,
+        keys=["external_id", "tdsp_duns"],
+        update=[c for c in rows[0] if c not in ("id", "first_seen_at")] if rows else [],
+    )
+    if history:
+        conn.execute(sa.insert(t.plan_pricing_history), history)
+    vanished = [ext for ext in existing if ext not in ids]
+    deactivated = 0
+    if vanished:
+        deactivated = conn.execute(
+            sa.update(t.electricity_plans)
+            .where(cols.tdsp_duns == tdsp_duns, cols.external_id.in_(vanished), cols.active)
+            .values(active=False, updated_at=now)
+        ).rowcount
+    return TdspWrite(
+        plan_ids=ids,
+        new=new,
+        changed=changed,
+        unchanged=len(plans) - new - changed,
+        deactivated=deactivated,
+        providers=len(provider_ids),
+    )
+
+
+def replace_city_availability(
+    conn: sa.Connection, city_slug: str, plan_ids: Sequence[str], now: datetime
+) -> tuple[int, int]:
+    """Make the city's availability exactly `plan_ids`; returns (added, removed)."""
+    avail = t.city_plan_availability
+    current = set(
+        conn.execute(sa.select(avail.c.plan_id).where(avail.c.city_slug == city_slug)).scalars()
+    )
+    wanted = set(plan_ids)
+    removed = current - wanted
+    if removed:
+        conn.execute(
+            sa.delete(avail).where(avail.c.city_slug == city_slug, avail.c.plan_id.in_(removed))
+        )
+    conn.execute(sa.update(avail).where(avail.c.city_slug == city_slug).values(refreshed_at=now))
+    added = sorted(wanted - current)
+    upsert(
+        conn,
+        avail,
+        [{"city_slug": city_slug, "plan_id": pid, "refreshed_at": now} for pid in added],
+        keys=["city_slug", "plan_id"],
+        update=[],
+    )
+    return len(added), len(removed)
+
+
+def cache_lookup(conn: sa.Connection, cache_key: str, fresh_after: datetime) -> Any:
+    """The cached response row for `cache_key` fetched after `fresh_after`, or None."""
+    c = t.api_response_cache.c
+    return conn.execute(
+        sa.select(t.api_response_cache).where(c.cache_key == cache_key, c.fetched_at >= fresh_after)
+    ).first()
+
+
+def cache_store(
+    conn: sa.Connection,
+    cache_key: str,
+    tdsp_duns: str,
+    url: str,
+    source: str,
+    body: str,
+    fetched_at: datetime,
+) -> None:
+    """Keep a good response for later runs within the TTL."""
+    upsert(
+        conn,
+        t.api_response_cache,
+        [
+            {
+                "cache_key": cache_key,
+                "tdsp_duns": tdsp_duns,
+                "url": url,
+                "source": source,
+                "fetched_at": fetched_at,
+                "body": body,
+            }
+        ],
+        keys=["cache_key"],
+    )
+
+
+def write_refresh_log(conn: sa.Connection, row: dict[str, Any]) -> None:
+    """Record one refresh run's totals (read by the refresh command and the site export)."""
+    row = {**row, "errors": json.dumps(row.get("errors", {}), sort_keys=True)}
+    upsert(conn, t.refresh_log, [row], keys=["run_id"])
