@@ -1,0 +1,1 @@
+"""The ComparePower pricing API: response parsing, throttling and errors."""
