@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +103,7 @@ def run_refresh(
     force: bool = False,
     trigger: str = "manual",
     instance: dg.DagsterInstance | None = None,
+    log_level: str = "WARNING",
 ) -> RefreshReport:
     """Refresh the catalog of the affected tiers, then the plans of the chosen cities."""
     from choosemypower_dagster.definitions import defs  # after DAGSTER_HOME is settled
@@ -124,9 +126,10 @@ def run_refresh(
 
     # One catalog run: the requested tiers when adjacent, else every tier.
     first, last = (tiers[0], tiers[-1]) if _adjacent(tiers) else (TIERS[0], TIERS[-1])
-    reference = defs.get_job_def("reference_refresh").execute_in_process(
+    reference = defs.resolve_job_def("reference_refresh").execute_in_process(
         instance=instance,
         tags=_range_tags(first, last, tiers, trigger),
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         raise_on_error=False,
     )
     report.runs.append(reference.run_id)
@@ -135,8 +138,11 @@ def run_refresh(
         report.seconds = time.monotonic() - started
         return report
 
-    run_config = {"ops": {"refresh_city_plans": {"config": {"force_refresh": force}}}}
-    city_job = defs.get_job_def("city_refresh")
+    run_config = {
+        "ops": {"refresh_city_plans": {"config": {"force_refresh": force}}},
+        "loggers": {"console": {"config": {"log_level": log_level}}},
+    }
+    city_job = defs.resolve_job_def("city_refresh")
     for key_range in ranges:
         result = city_job.execute_in_process(
             instance=instance,
@@ -219,13 +225,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tiers", help="comma-separated tiers (default: all)")
     parser.add_argument("--cities", help="comma-separated city slugs (overrides --tiers)")
     parser.add_argument("--force", action="store_true", help="ignore cached API responses")
+    parser.add_argument("--verbose", action="store_true", help="print Dagster's event log")
     args = parser.parse_args(argv)
+    if not args.verbose:  # keep the operator's terminal to the summary
+        for category in (dg.BetaWarning, dg.PreviewWarning, dg.SupersessionWarning):
+            warnings.filterwarnings("ignore", category=category)
     tiers = [t.strip() for t in args.tiers.split(",") if t.strip()] if args.tiers else None
     if tiers and (bad := [t for t in tiers if t not in TIERS]):
         parser.error(f"unknown tier(s) {', '.join(bad)}; choose from {', '.join(TIERS)}")
     cities = [c.strip() for c in args.cities.split(",") if c.strip()] if args.cities else None
     ensure_dagster_home()
-    report = run_refresh(tiers=tiers, cities=cities, force=args.force, trigger="manual")
+    report = run_refresh(
+        tiers=tiers,
+        cities=cities,
+        force=args.force,
+        trigger="manual",
+        log_level="DEBUG" if args.verbose else "WARNING",
+    )
     print(format_report(report), flush=True)
     return 0 if report.ok else 1
 

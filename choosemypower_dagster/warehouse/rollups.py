@@ -42,7 +42,12 @@ def active_city_plans(conn: sa.Connection) -> pd.DataFrame:
 
 
 def _none_if_nan(value: Any) -> Any:
-    return None if value is None or (isinstance(value, float) and pd.isna(value)) else value
+    """A plain Python value for the database: NaN/NaT become None, numpy scalars unwrap."""
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    return value.item() if hasattr(value, "item") else value
 
 
 def compute_city_summaries(conn: sa.Connection, now: datetime) -> pd.DataFrame:

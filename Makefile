@@ -1,0 +1,47 @@
+# Two commands do all set-up on a fresh machine (Python 3.11): `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test lint format bench catalog dev clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,catalog]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The main job: a full refresh of every city against the bundled sandbox API (SQLite).
+demo: $(STAMP)
+	$(BIN)/python -m choosemypower_dagster.demo
+
+## The test suite (PostgreSQL cases run when CHOOSEMYPOWER_TEST_POSTGRES_URL is set).
+test: $(STAMP)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/refresh.py
+
+## Rebuild the packaged city catalog from ../shared/reference.
+catalog: $(STAMP)
+	$(BIN)/python scripts/build_city_catalog.py
+
+## The Dagster UI and daemon on http://127.0.0.1:3000 with the instance in .dagster_home/.
+dev: $(STAMP)
+	mkdir -p .dagster_home
+	test -f .dagster_home/dagster.yaml || cp dagster.yaml .dagster_home/dagster.yaml
+	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml
+
+clean:
+	rm -rf .dagster_home build .pytest_cache .ruff_cache

@@ -1,0 +1,170 @@
+"""Shared fixtures: the sandbox API over loopback, temporary Dagster homes, and warehouses.
+
+Warehouse tests take the `warehouse_url` fixture, parametrised over SQLite and
+PostgreSQL. PostgreSQL comes from CHOOSEMYPOWER_TEST_POSTGRES_URL: unset, those cases
+skip with the reason; set but unreachable, they fail (CI sets it).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from choosemypower_dagster.api import throttle
+from choosemypower_dagster.assets.plans import refresh_city_plans
+from choosemypower_dagster.assets.reference import tdsp_territories, texas_cities
+from choosemypower_dagster.resources.catalog import CityCatalogResource
+from choosemypower_dagster.resources.comparepower import ComparePowerClient
+from choosemypower_dagster.resources.warehouse import WarehouseResource, dispose_engines
+from choosemypower_dagster.sandbox import SandboxConfig, SandboxServer
+
+POSTGRES_ENV_VAR = "CHOOSEMYPOWER_TEST_POSTGRES_URL"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_state() -> Iterator[None]:
+    """Each test starts with a closed circuit breaker and no pooled connections."""
+    throttle.reset_all()
+    yield
+    throttle.reset_all()
+    dispose_engines()
+
+
+@pytest.fixture
+def sandbox() -> Iterator[SandboxServer]:
+    """A sandbox ComparePower API on a free loopback port (seed 0, no faults)."""
+    with SandboxServer(SandboxConfig()) as server:
+        yield server
+
+
+@pytest.fixture
+def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temporary DAGSTER_HOME with the project's dagster.yaml."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((PROJECT_ROOT / "dagster.yaml").read_text())
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
+def postgres_base_url() -> str | None:
+    return os.environ.get(POSTGRES_ENV_VAR) or None
+
+
+def _postgres_schema_url(base: str, schema: str) -> str:
+    url = sa.make_url(base.replace("postgresql://", "postgresql+psycopg2://", 1))
+    return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+        hide_password=False
+    )
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL schema (dropped afterwards), as a SQLAlchemy URL."""
+    base = postgres_base_url()
+    if not base:
+        pytest.skip(f"PostgreSQL not configured: set {POSTGRES_ENV_VAR} to run this case")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base.replace("postgresql://", "postgresql+psycopg2://", 1))
+    try:
+        with admin.begin() as conn:  # unreachable PostgreSQL fails here: no skip
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        yield _postgres_schema_url(base, schema)
+    finally:
+        dispose_engines()
+        try:
+            with admin.begin() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        finally:
+            admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def warehouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh warehouse URL: SQLite file, then a PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'warehouse.sqlite'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def warehouse(warehouse_url: str) -> WarehouseResource:
+    return WarehouseResource(url=warehouse_url)
+
+
+def fast_client(base_url: str, **overrides: Any) -> ComparePowerClient:
+    """A client against the sandbox with short backoffs, so fault tests stay quick."""
+    settings: dict[str, Any] = {
+        "base_url": base_url,
+        "timeout_s": 2.0,
+        "backoff_base_s": 0.02,
+        "backoff_max_s": 2.0,
+        "max_retries": 3,
+    }
+    settings.update(overrides)
+    return ComparePowerClient(**settings)
+
+
+@pytest.fixture
+def resources(warehouse: WarehouseResource, sandbox: SandboxServer) -> dict[str, Any]:
+    """Resources for `dg.materialize`: the test warehouse and a fast sandbox client."""
+    return {
+        "warehouse": warehouse,
+        "comparepower": fast_client(sandbox.url),
+        "city_catalog": CityCatalogResource(),
+    }
+
+
+ALL_ASSETS = [tdsp_territories, texas_cities, refresh_city_plans]
+
+
+def range_tags(start: str, end: str) -> dict[str, str]:
+    return {ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end}
+
+
+def materialize_catalog(
+    resources: dict[str, Any],
+    instance: dg.DagsterInstance,
+    tiers: tuple[str, str] = ("tier1", "tier3"),
+) -> dg.ExecuteInProcessResult:
+    """Materialize tdsp_territories and texas_cities for a tier range in one run."""
+    return dg.materialize(
+        ALL_ASSETS,
+        selection=["tdsp_territories", "texas_cities"],
+        resources=resources,
+        instance=instance,
+        tags=range_tags(*tiers),
+    )
+
+
+def materialize_cities(
+    resources: dict[str, Any],
+    instance: dg.DagsterInstance,
+    start: str,
+    end: str,
+    force: bool = False,
+    selection: list[str] | None = None,
+    raise_on_error: bool = False,
+) -> dg.ExecuteInProcessResult:
+    """One run over a city key range: plans, summaries and providers."""
+    return dg.materialize(
+        ALL_ASSETS,
+        selection=selection or ["city_plans", "city_summaries", "providers"],
+        resources=resources,
+        instance=instance,
+        tags=range_tags(start, end),
+        run_config={"ops": {"refresh_city_plans": {"config": {"force_refresh": force}}}},
+        raise_on_error=raise_on_error,
+    )
