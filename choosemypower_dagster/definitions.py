@@ -8,6 +8,7 @@ import dagster as dg
 
 from choosemypower_dagster.assets.plans import refresh_city_plans
 from choosemypower_dagster.assets.reference import tdsp_territories, texas_cities
+from choosemypower_dagster.checks.asset_checks import ASSET_CHECKS
 from choosemypower_dagster.jobs import city_refresh, reference_refresh
 from choosemypower_dagster.resources.catalog import CityCatalogResource
 from choosemypower_dagster.resources.comparepower import (
@@ -16,6 +17,8 @@ from choosemypower_dagster.resources.comparepower import (
     ComparePowerClient,
 )
 from choosemypower_dagster.resources.warehouse import DATABASE_URL_ENV_VAR, WarehouseResource
+from choosemypower_dagster.schedules import SCHEDULES
+from choosemypower_dagster.sensors import SENSORS
 
 
 def _env_or_default(name: str) -> dg.EnvVar | None:
@@ -39,6 +42,9 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
 
 defs = dg.Definitions(
     assets=[tdsp_territories, texas_cities, refresh_city_plans],
+    asset_checks=ASSET_CHECKS,
     jobs=[reference_refresh, city_refresh],
+    schedules=SCHEDULES,
+    sensors=SENSORS,
     resources=build_resources(),
 )

@@ -1,0 +1,5 @@
+"""Schedules (America/Chicago): tier refreshes and warehouse maintenance."""
+
+import dagster as dg
+
+SCHEDULES: list[dg.ScheduleDefinition] = []
