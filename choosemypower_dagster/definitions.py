@@ -6,6 +6,7 @@ import os
 
 import dagster as dg
 
+from choosemypower_dagster.assets.export import site_export
 from choosemypower_dagster.assets.plans import refresh_city_plans
 from choosemypower_dagster.assets.reference import tdsp_territories, texas_cities
 from choosemypower_dagster.checks.asset_checks import ASSET_CHECKS
@@ -41,7 +42,7 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
 
 
 defs = dg.Definitions(
-    assets=[tdsp_territories, texas_cities, refresh_city_plans],
+    assets=[tdsp_territories, texas_cities, refresh_city_plans, site_export],
     asset_checks=ASSET_CHECKS,
     jobs=[reference_refresh, city_refresh],
     schedules=SCHEDULES,

@@ -42,6 +42,14 @@ def _fresh_process_state() -> Iterator[None]:
     dispose_engines()
 
 
+@pytest.fixture(autouse=True)
+def _export_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Site exports go to a temporary directory, never into the repository's build/."""
+    target = tmp_path / "site-data"
+    monkeypatch.setenv("CHOOSEMYPOWER_EXPORT_DIR", str(target))
+    return target
+
+
 @pytest.fixture
 def sandbox() -> Iterator[SandboxServer]:
     """A sandbox ComparePower API on a free loopback port (seed 0, no faults)."""

@@ -1,0 +1,366 @@
+"""The site's JSON files, built from the warehouse with one query per table.
+
+Keys are camelCase as the site's files always had them (`rate1000Kwh`, `termMonths`,
+`tdspDuns`, `providerId`); rates are dollars per kWh. Each plan is serialized once and its
+bytes reused in every city file that lists it (about 850 files share ~700 plans).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from choosemypower_dagster.warehouse import schema as t
+
+USAGES = (500, 1000, 2000)
+TERMS = (12, 24, 36)
+TOP_PROVIDERS = 10
+RATE_DIGITS = 4
+CITIES_FILE = "cities-tx.json"
+PROVIDERS_FILE = "providers-tx.json"
+TDSPS_FILE = "tdsp-territories.json"
+SUMMARY_FILE = "build-summary.json"
+SANDBOX_NOTICE = (
+    "Synthetic data from the bundled sandbox API, not real plans or prices. "
+    "Do not publish it to the live site."
+)
+
+
+def plans_file(slug: str) -> str:
+    """The name of a city's plan file."""
+    return f"plans-{slug}.json"
+
+
+def dumps(value: Any) -> bytes:
+    """Compact UTF-8 JSON, the encoding of every exported file."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def iso(value: datetime | None) -> str | None:
+    """An ISO-8601 UTC timestamp (SQLite hands back naive UTC datetimes)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def rate(value: float | None) -> float | None:
+    """A rate rounded to the API's precision; NULL/NaN stay null."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return round(float(value), RATE_DIGITS)
+
+
+def _share(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+@dataclass
+class SiteFiles:
+    """The encoded files and the figures the asset reports."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)
+    top_providers: list[dict[str, Any]] = field(default_factory=list)
+
+
+@contextmanager
+def snapshot(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A read transaction seeing one consistent state (REPEATABLE READ on PostgreSQL)."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
+        return
+    with engine.begin() as conn:
+        yield conn
+
+
+def _plan_entry(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "externalId": row.external_id,
+        "providerId": row.provider_id,
+        "providerName": row.provider_name,
+        "name": row.name,
+        "family": row.family,
+        "termMonths": row.term_months,
+        "rateType": row.rate_type,
+        "percentGreen": row.percent_green,
+        "earlyTerminationFee": row.early_termination_fee,
+        "isPrePay": row.is_pre_pay,
+        "isTimeOfUse": row.is_time_of_use,
+        "requiresAutoPay": row.requires_auto_pay,
+        "requiresDeposit": row.requires_deposit,
+        "rate500Kwh": rate(row.rate_500),
+        "rate1000Kwh": rate(row.rate_1000),
+        "rate2000Kwh": rate(row.rate_2000),
+        "baseCharge": row.base_charge,
+        "energyCharge": row.energy_charge,
+        "billCredit": row.bill_credit,
+        "tdspDuns": row.tdsp_duns,
+        "eflUrl": row.efl_url,
+        "tosUrl": row.tos_url,
+        "yraacUrl": row.yraac_url,
+    }
+
+
+def _city_entry(city: Any, summary: Any, has_file: bool) -> dict[str, Any]:
+    """A city with its summary (`summary` is a row mapping, or None before any refresh)."""
+    s = summary or {}
+    entry: dict[str, Any] = {
+        "slug": city.slug,
+        "name": city.name,
+        "county": city.county,
+        "population": city.population,
+        "latitude": city.latitude,
+        "longitude": city.longitude,
+        "tier": city.tier,
+        "primaryTdspDuns": city.primary_tdsp_duns,
+        "tdspDuns": [d for d in city.tdsp_duns.split(";") if d],
+        "zipCount": city.zip_count,
+        "planCount": s.get("plan_count", 0),
+        "providerCount": s.get("provider_count", 0),
+    }
+    for usage in USAGES:
+        for stat, label in _STATS:
+            entry[f"{label}Rate{usage}Kwh"] = rate(s.get(f"rate_{usage}_{stat}"))
+    entry["green100Share"] = _share(s.get("green_100_share"))
+    entry["fixedRateShare"] = _share(s.get("fixed_rate_share"))
+    entry["cheapestPlanByTerm"] = [
+        {
+            "termMonths": term,
+            "planId": s[f"cheapest_{term}m_plan_id"],
+            "rate1000Kwh": rate(s[f"cheapest_{term}m_rate_1000"]),
+        }
+        for term in TERMS
+        if s.get(f"cheapest_{term}m_plan_id")
+    ]
+    entry["plansRefreshedAt"] = iso(s.get("plans_refreshed_at"))
+    entry["summaryComputedAt"] = iso(s.get("computed_at"))
+    entry["plansFile"] = plans_file(city.slug) if has_file else None
+    return entry
+
+
+_STATS = (("min", "cheapest"), ("median", "median"), ("mean", "average"), ("max", "highest"))
+
+
+def _provider_entry(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "legalName": row.legal_name,
+        "puctNumber": row.puct_number,
+        "active": bool(row.active),
+        "planCount": row.plan_count,
+        "planCountsByTdsp": json.loads(row.plan_counts_by_tdsp or "{}"),
+        "tdspDuns": [d for d in (row.tdsps or "").split(";") if d],
+        "citiesReached": row.cities_reached,
+        "cheapestRate1000Kwh": rate(row.cheapest_rate_1000),
+        "firstSeenAt": iso(row.first_seen_at),
+        "lastSeenAt": iso(row.last_seen_at),
+    }
+
+
+def _latest_refresh(conn: sa.Connection, run_id: str | None) -> Any:
+    """This run's refresh-log row when it refreshed plans, else the most recent one."""
+    log = t.refresh_log.c
+    rows = conn.execute(sa.select(t.refresh_log).order_by(log.finished_at.desc()).limit(50)).all()
+    for row in rows:
+        if row.run_id == run_id:
+            return row
+    return rows[0] if rows else None
+
+
+def _data_source(conn: sa.Connection, refresh: Any) -> str:
+    """Who produced the data: the latest refresh's origin, else the cached responses'."""
+    if refresh is not None and refresh.source not in ("", "none"):
+        return str(refresh.source)
+    cached = conn.execute(sa.select(t.api_response_cache.c.source).distinct()).scalars().all()
+    return "+".join(sorted(cached)) or "unknown"
+
+
+def build_site_files(conn: sa.Connection, run_id: str | None, now: datetime) -> SiteFiles:
+    """Every file of the export, encoded, from one read of each table."""
+    out = SiteFiles()
+    p, a = t.electricity_plans.c, t.city_plan_availability.c
+
+    # Plans: each active plan serialized once; rank = position in (rate, id) order.
+    wanted = [c for c in t.electricity_plans.c if c.name not in _UNUSED_PLAN]
+    plan_rows = conn.execute(sa.select(*wanted).where(p.active)).all()
+    plan_rows.sort(key=lambda r: (r.rate_1000, r.id))
+    encoded = {r.id: dumps(_plan_entry(r)) for r in plan_rows}
+    rank = {r.id: i for i, r in enumerate(plan_rows)}
+
+    by_city: dict[str, list[str]] = defaultdict(list)
+    for slug, plan_id in conn.execute(sa.select(a.city_slug, a.plan_id)):
+        by_city[slug].append(plan_id)
+
+    cities = conn.execute(sa.select(t.cities).where(t.cities.c.in_catalog)).all()
+    cities.sort(key=lambda c: (c.tier, -(c.population or 0), c.slug))
+    summaries = {
+        row.city_slug: row._mapping for row in conn.execute(sa.select(t.city_summaries)).all()
+    }
+
+    plan_files = 0
+    city_entries = []
+    for city in cities:
+        listed = by_city.get(city.slug)
+        if listed is not None:
+            ids = sorted((pid for pid in listed if pid in encoded), key=rank.__getitem__)
+            out.files[plans_file(city.slug)] = (
+                b'{"plans":[' + b",".join(encoded[pid] for pid in ids) + b"]}"
+            )
+            plan_files += 1
+        summary = summaries.get(city.slug)
+        city_entries.append(_city_entry(city, summary, bool(listed)))
+    out.files[CITIES_FILE] = dumps({"cities": city_entries})
+
+    providers = conn.execute(sa.select(t.providers).order_by(t.providers.c.name)).all()
+    out.files[PROVIDERS_FILE] = dumps({"providers": [_provider_entry(r) for r in providers]})
+
+    cities_per_tdsp = Counter(d for c in cities for d in c.tdsp_duns.split(";") if d)
+    plans_per_tdsp = Counter(r.tdsp_duns for r in plan_rows)
+    tdsps = conn.execute(sa.select(t.tdsp_territories).order_by(t.tdsp_territories.c.duns)).all()
+    out.files[TDSPS_FILE] = dumps(
+        {
+            "tdspTerritories": [
+                {
+                    "duns": r.duns,
+                    "code": r.code,
+                    "name": r.name,
+                    "shortName": r.short_name,
+                    "abbreviation": r.abbreviation,
+                    "serviceRegion": r.service_region,
+                    "website": r.website,
+                    "cityCount": cities_per_tdsp.get(r.duns, 0),
+                    "activePlanCount": plans_per_tdsp.get(r.duns, 0),
+                }
+                for r in tdsps
+            ]
+        }
+    )
+
+    refresh = _latest_refresh(conn, run_id)
+    source = _data_source(conn, refresh)
+    price_changes = None
+    if refresh is not None:
+        h = t.plan_pricing_history.c
+        price_changes = conn.execute(
+            sa.select(sa.func.count()).where(h.recorded_at >= refresh.started_at)
+        ).scalar_one()
+    active = [r for r in providers if r.active]
+    top = sorted(active, key=lambda r: (-r.plan_count, r.name))[:TOP_PROVIDERS]
+    out.top_providers = [
+        {
+            "providerId": r.id,
+            "name": r.name,
+            "planCount": r.plan_count,
+            "citiesReached": r.cities_reached,
+            "cheapestRate1000Kwh": rate(r.cheapest_rate_1000),
+        }
+        for r in top
+    ]
+    cheapest = rate(plan_rows[0].rate_1000) if plan_rows else None
+    sandbox = "sandbox" in source.split("+")
+    out.figures = {
+        "cities": len(cities),
+        "cities_with_plans": sum(1 for s in summaries.values() if s["plan_count"]),
+        "plan_files": plan_files,
+        "active_plans": len(plan_rows),
+        "providers": len(providers),
+        "active_providers": len(active),
+        "tdsp_territories": len(tdsps),
+        "data_source": source,
+        "sandbox_data": sandbox,
+        "price_changes": price_changes,
+        "cheapest_rate_1000": cheapest,
+        "refresh_run_id": refresh.run_id if refresh is not None else None,
+    }
+    out.files[SUMMARY_FILE] = dumps(
+        _build_summary(out, refresh, source, sandbox, price_changes, cheapest, now)
+    )
+    return out
+
+
+def _build_summary(
+    out: SiteFiles,
+    refresh: Any,
+    source: str,
+    sandbox: bool,
+    price_changes: int | None,
+    cheapest: float | None,
+    now: datetime,
+) -> dict[str, Any]:
+    f = out.figures
+    errors = json.loads(refresh.errors) if refresh is not None else {}
+    duration = None
+    if refresh is not None:
+        started, finished = refresh.started_at, refresh.finished_at
+        duration = round((finished - started).total_seconds(), 2)
+    summary: dict[str, Any] = {
+        "generatedAt": iso(now),
+        "dataSource": source,
+        "sandboxData": sandbox,
+    }
+    if sandbox:
+        summary["notice"] = SANDBOX_NOTICE
+    summary.update(
+        {
+            "rateUnit": "USD/kWh",
+            "totals": {
+                "cities": f["cities"],
+                "citiesWithPlans": f["cities_with_plans"],
+                "planFiles": f["plan_files"],
+                "activePlans": f["active_plans"],
+                "providers": f["providers"],
+                "activeProviders": f["active_providers"],
+                "tdspTerritories": f["tdsp_territories"],
+                "files": len(out.files) + 1,  # this file included
+            },
+            "durationSeconds": duration,
+            "apiCalls": refresh.api_calls if refresh is not None else None,
+            "cacheHits": refresh.cache_hits if refresh is not None else None,
+            "errorCount": len(errors),
+            "errors": [{"subject": k, "reason": v} for k, v in sorted(errors.items())],
+            "priceChanges": price_changes,
+            "cheapestRate1000Kwh": cheapest,
+            "topProviders": out.top_providers,
+            "lastRefresh": None
+            if refresh is None
+            else {
+                "runId": refresh.run_id,
+                "startedAt": iso(refresh.started_at),
+                "finishedAt": iso(refresh.finished_at),
+                "citiesRequested": refresh.cities_requested,
+                "citiesRefreshed": refresh.cities_refreshed,
+                "citiesFailed": refresh.cities_failed,
+            },
+        }
+    )
+    return summary
+
+
+# Large JSON columns the site does not read from these files.
+# (Seen-at times are left out so that a plan file changes only when its plans do.)
+_UNUSED_PLAN = frozenset(
+    {
+        "components",
+        "expected_prices",
+        "price_fingerprint",
+        "source",
+        "first_seen_at",
+        "last_seen_at",
+        "updated_at",
+    }
+)

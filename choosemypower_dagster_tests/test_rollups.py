@@ -1,0 +1,169 @@
+"""City summaries and provider statistics, checked against figures recomputed in the test.
+
+The expected values come straight from the sandbox's plan lists (`plans_for`) and the packaged
+city catalog, never from the rollup code. Runs on SQLite and PostgreSQL.
+"""
+
+import statistics
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from choosemypower_dagster.catalog import load_catalog
+from choosemypower_dagster.partitions import city_keys
+from choosemypower_dagster.warehouse import schema as t
+from choosemypower_dagster_tests.conftest import materialize_catalog, materialize_cities
+
+USAGES = (500, 1000, 2000)
+
+
+def price(plan: dict[str, Any], usage: int) -> float:
+    """The plan's average $/kWh at `usage`, as the API quotes it."""
+    return next(e["price"] for e in plan["expected_prices"] if e["usage"] == usage)
+
+
+def is_fixed(plan: dict[str, Any]) -> bool:
+    """Fixed-rate: not time-of-use, a term over one month, not indexed (the product's rule)."""
+    product = plan["product"]
+    name = product.get("display_name") or product.get("name") or ""
+    family = product.get("family") or ""
+    if product.get("is_time_of_use") or (product.get("term") or 0) <= 1:
+        return False
+    return "index" not in name.lower() and "index" not in family.lower()
+
+
+def aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def summary_metadata(result: dg.ExecuteInProcessResult, key: str) -> dict[str, Any]:
+    for event in result.get_asset_materialization_events():
+        if event.asset_key == dg.AssetKey(key):
+            return {k: v.value for k, v in event.materialization.metadata.items()}
+    raise AssertionError(f"{key} was not materialized")
+
+
+def test_city_summaries_match_plans_recomputed_from_the_sandbox(resources, sandbox):
+    instance = dg.DagsterInstance.ephemeral()
+    assert materialize_catalog(resources, instance).success
+    keys = city_keys()[:8]  # Houston .. with Austin (two TDSPs) and four TDSPs in all
+    before = datetime.now(UTC)
+    result = materialize_cities(resources, instance, keys[0], keys[-1])
+    after = datetime.now(UTC)
+    assert result.success
+
+    catalog = {c.slug: c for c in load_catalog()}
+    with resources["warehouse"].begin() as conn:
+        rows = {r.city_slug: r for r in conn.execute(sa.select(t.city_summaries))}
+        ids = {
+            (r.external_id, r.tdsp_duns): r.id
+            for r in conn.execute(
+                sa.select(
+                    t.electricity_plans.c.external_id,
+                    t.electricity_plans.c.tdsp_duns,
+                    t.electricity_plans.c.id,
+                )
+            )
+        }
+    assert set(rows) == set(catalog)  # one row per catalog city, refreshed or not
+    assert any(len(catalog[k].tdsp_duns) > 1 for k in keys)
+
+    cheapest_overall = None
+    for slug in keys:
+        plans = [(d, p) for d in catalog[slug].tdsp_duns for p in sandbox.plans_for(d)]
+        row = rows[slug]
+        assert row.plan_count == len(plans)
+        assert row.provider_count == len({p["product"]["brand"]["name"] for _, p in plans})
+        for usage in USAGES:
+            rates = [price(p, usage) for _, p in plans]
+            assert getattr(row, f"rate_{usage}_min") == pytest.approx(min(rates))
+            assert getattr(row, f"rate_{usage}_median") == pytest.approx(statistics.median(rates))
+            assert getattr(row, f"rate_{usage}_mean") == pytest.approx(statistics.fmean(rates))
+            assert getattr(row, f"rate_{usage}_max") == pytest.approx(max(rates))
+        green = [(p["product"]["percent_green"] or 0) >= 100 for _, p in plans]
+        assert row.green_100_share == pytest.approx(sum(green) / len(plans))
+        fixed = [is_fixed(p) for _, p in plans]
+        assert row.fixed_rate_share == pytest.approx(sum(fixed) / len(plans))
+        for term in (12, 24, 36):
+            of_term = [(d, p) for d, p in plans if p["product"]["term"] == term]
+            chosen = getattr(row, f"cheapest_{term}m_plan_id")
+            if not of_term:
+                assert chosen is None
+                continue
+            best = min(price(p, 1000) for _, p in of_term)
+            tied = {ids[(p["_id"], d)] for d, p in of_term if price(p, 1000) == best}
+            assert getattr(row, f"cheapest_{term}m_rate_1000") == pytest.approx(best)
+            assert chosen in tied
+        assert before <= aware(row.plans_refreshed_at) <= after
+        low = min(price(p, 1000) for _, p in plans)
+        cheapest_overall = low if cheapest_overall is None else min(cheapest_overall, low)
+
+    for slug in set(catalog) - set(keys):  # never refreshed: counted as empty, not invented
+        assert rows[slug].plan_count == 0
+        assert rows[slug].rate_1000_min is None
+        assert rows[slug].plans_refreshed_at is None
+
+    meta = summary_metadata(result, "city_summaries")
+    assert meta["rows_written"] == len(catalog)
+    assert meta["cities_with_plans"] == len(keys)
+    assert meta["cheapest_rate_1000_cents"] == pytest.approx(round(cheapest_overall * 100, 2))
+    assert "| city |" in meta["preview"]
+
+
+def _single_tdsp_city() -> tuple[str, str]:
+    """A catalog city served by exactly one TDSP, and that TDSP's DUNS."""
+    for city in load_catalog():
+        if len(city.tdsp_duns) == 1:
+            return city.slug, city.tdsp_duns[0]
+    raise AssertionError("the catalog has no single-TDSP city")
+
+
+def test_providers_have_counts_and_become_inactive_without_plans(resources, sandbox):
+    instance = dg.DagsterInstance.ephemeral()
+    assert materialize_catalog(resources, instance).success
+    slug, duns = _single_tdsp_city()
+    assert materialize_cities(resources, instance, slug, slug).success
+
+    served = sandbox.plans_for(duns)
+    by_provider: dict[str, list[float]] = {}
+    for plan in served:
+        by_provider.setdefault(plan["product"]["brand"]["name"], []).append(price(plan, 1000))
+    with resources["warehouse"].begin() as conn:
+        rows = {r.name: r for r in conn.execute(sa.select(t.providers))}
+    assert set(rows) == set(by_provider)
+    for name, rates in by_provider.items():
+        row = rows[name]
+        assert row.active
+        assert row.plan_count == len(rates)
+        assert row.plan_counts_by_tdsp == f'{{"{duns}": {len(rates)}}}'
+        assert row.tdsps == duns
+        assert row.cities_reached == 1
+        assert row.cheapest_rate_1000 == pytest.approx(min(rates))
+
+    # Another seed: the TDSP's plan list is replaced and some providers leave it entirely.
+    sandbox.configure(seed=1)
+    now_served = {p["product"]["brand"]["name"] for p in sandbox.plans_for(duns)}
+    gone = set(by_provider) - now_served
+    assert gone, "precondition: seed 1 drops a provider from this TDSP"
+    result = materialize_cities(resources, instance, slug, slug, force=True)
+    assert result.success
+
+    with resources["warehouse"].begin() as conn:
+        rows = {r.name: r for r in conn.execute(sa.select(t.providers))}
+    assert set(rows) == set(by_provider) | now_served  # nobody deleted
+    for name in gone:
+        assert not rows[name].active
+        assert rows[name].plan_count == 0
+        assert rows[name].cities_reached == 0
+        assert rows[name].cheapest_rate_1000 is None
+        assert rows[name].plan_counts_by_tdsp == "{}"
+    for name in now_served:
+        assert rows[name].active and rows[name].plan_count > 0
+
+    meta = summary_metadata(result, "providers")
+    assert meta["rows_written"] == len(rows)
+    assert meta["inactive_providers"] == len(gone)
+    assert meta["active_providers"] == len(now_served)

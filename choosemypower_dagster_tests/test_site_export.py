@@ -1,0 +1,298 @@
+"""The site export: files, camelCase keys, metadata, and the previous export kept on failure.
+
+Runs go through the real `city_refresh` job (which must pull `site_export` in by itself)
+against the sandbox over loopback, on SQLite and PostgreSQL warehouses.
+"""
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from choosemypower_dagster.assets.export import site_export
+from choosemypower_dagster.assets.plans import refresh_city_plans
+from choosemypower_dagster.assets.reference import tdsp_territories, texas_cities
+from choosemypower_dagster.catalog import load_catalog
+from choosemypower_dagster.jobs import city_refresh, reference_refresh
+from choosemypower_dagster.partitions import city_keys
+from choosemypower_dagster.site_files import EXPORT_DIR_ENV_VAR
+from choosemypower_dagster.tdsps import load_tdsps
+from choosemypower_dagster_tests.conftest import range_tags
+
+CAMEL = re.compile(r"^[a-z][a-zA-Z0-9]*$")
+FIXED_FILES = {"cities-tx.json", "providers-tx.json", "tdsp-territories.json", "build-summary.json"}
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def definitions(resources: dict[str, Any]) -> dg.Definitions:
+    """The production assets and jobs, bound to the test's warehouse and sandbox."""
+    return dg.Definitions(
+        assets=[tdsp_territories, texas_cities, refresh_city_plans, site_export],
+        jobs=[reference_refresh, city_refresh],
+        resources=resources,
+    )
+
+
+def load_catalog_run(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
+    result = defs.resolve_job_def("reference_refresh").execute_in_process(
+        instance=instance, tags=range_tags("tier1", "tier3"), run_config=QUIET
+    )
+    assert result.success
+
+
+def city_run(
+    defs: dg.Definitions, instance: dg.DagsterInstance, start: str, end: str, force: bool = False
+) -> dg.ExecuteInProcessResult:
+    return defs.resolve_job_def("city_refresh").execute_in_process(
+        instance=instance,
+        tags=range_tags(start, end),
+        run_config={
+            **QUIET,
+            "ops": {"refresh_city_plans": {"config": {"force_refresh": force}}},
+        },
+        raise_on_error=False,
+    )
+
+
+def export_only(
+    defs: dg.Definitions, instance: dg.DagsterInstance, run_config: dict | None = None
+) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [tdsp_territories, texas_cities, refresh_city_plans, site_export],
+        selection=["site_export"],
+        resources=defs.resources,
+        instance=instance,
+        run_config=run_config or {},
+        raise_on_error=False,
+    )
+
+
+def export_metadata(result: dg.ExecuteInProcessResult) -> dict[str, Any] | None:
+    for event in result.get_asset_materialization_events():
+        if event.asset_key == dg.AssetKey("site_export"):
+            return {k: v for k, v in event.materialization.metadata.items()}
+    return None
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    """Every visible file of the export and its bytes."""
+    return {p.name: p.read_bytes() for p in directory.iterdir() if not p.name.startswith(".")}
+
+
+def camel_keys(value: Any, where: str = "$") -> list[str]:
+    """Paths of keys that are not camelCase (the DUNS-keyed count map is data, not keys)."""
+    bad = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not CAMEL.match(key):
+                bad.append(f"{where}.{key}")
+            if key != "planCountsByTdsp":
+                bad += camel_keys(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for item in value:
+            bad += camel_keys(item, f"{where}[]")
+    return bad
+
+
+@pytest.fixture
+def export_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    directory = tmp_path / "site-data"
+    monkeypatch.setenv(EXPORT_DIR_ENV_VAR, str(directory))
+    return directory
+
+
+def test_city_refresh_exports_every_city_with_camel_case_keys(resources, sandbox, export_dir):
+    defs = definitions(resources)
+    job = defs.resolve_job_def("city_refresh")
+    assert dg.AssetKey("site_export") in job.asset_layer.executable_asset_keys
+
+    instance = dg.DagsterInstance.ephemeral()
+    load_catalog_run(defs, instance)
+    keys = city_keys()[:5]
+    sandbox.reset_stats()
+    result = city_run(defs, instance, keys[0], keys[-1])
+    assert result.success
+    meta = export_metadata(result)
+    assert meta is not None, "city_refresh did not run site_export"
+
+    files = snapshot(export_dir)
+    plan_files = {n for n in files if n.startswith("plans-")}
+    assert plan_files == {f"plans-{k}.json" for k in keys}
+    assert set(files) == FIXED_FILES | plan_files
+    parsed = {name: json.loads(data) for name, data in files.items()}
+    for name, document in parsed.items():
+        assert camel_keys(document) == [], name
+
+    catalog = {c.slug: c for c in load_catalog()}
+    cities = parsed["cities-tx.json"]["cities"]
+    assert len(cities) == len(catalog) and {c["slug"] for c in cities} == set(catalog)
+    by_slug = {c["slug"]: c for c in cities}
+    for slug in keys:
+        plans = parsed[f"plans-{slug}.json"]["plans"]
+        expected = {p["_id"] for d in catalog[slug].tdsp_duns for p in sandbox.plans_for(d)}
+        assert {p["externalId"] for p in plans} == expected
+        assert len(plans) == by_slug[slug]["planCount"]
+        assert by_slug[slug]["plansFile"] == f"plans-{slug}.json"
+        assert by_slug[slug]["tdspDuns"] == list(catalog[slug].tdsp_duns)
+        rates = [p["rate1000Kwh"] for p in plans]
+        assert rates == sorted(rates)
+        assert by_slug[slug]["cheapestRate1000Kwh"] == rates[0]
+        for plan in plans:
+            assert {"id", "providerId", "termMonths", "tdspDuns", "rate1000Kwh"} <= set(plan)
+            assert plan["tdspDuns"] in catalog[slug].tdsp_duns
+    assert all(by_slug[s]["plansFile"] is None for s in set(catalog) - set(keys))
+
+    providers = parsed["providers-tx.json"]["providers"]
+    assert {p["name"] for p in providers} == {
+        p["providerName"] for k in keys for p in parsed[f"plans-{k}.json"]["plans"]
+    }
+    tdsps = parsed["tdsp-territories.json"]["tdspTerritories"]
+    assert {t["duns"] for t in tdsps} == {t.duns for t in load_tdsps()}
+
+    summary = parsed["build-summary.json"]
+    assert summary["dataSource"] == "sandbox"
+    assert summary["sandboxData"] is True and "sandbox" in summary["notice"].lower()
+    assert summary["totals"]["cities"] == len(catalog)
+    assert summary["totals"]["planFiles"] == len(keys)
+    assert summary["totals"]["files"] == len(files)
+    assert summary["apiCalls"] == sum(sandbox.stats()["plans_requests_by_tdsp"].values())
+    assert summary["errorCount"] == 0 and summary["errors"] == []
+    assert summary["lastRefresh"]["runId"] == result.run_id
+    assert summary["lastRefresh"]["citiesRefreshed"] == len(keys)
+    assert summary["durationSeconds"] >= 0
+    top = summary["topProviders"]
+    assert 0 < len(top) <= 10
+    assert [p["planCount"] for p in top] == sorted((p["planCount"] for p in top), reverse=True)
+    active = sorted((p["planCount"] for p in providers if p["active"]), reverse=True)
+    assert [p["planCount"] for p in top] == active[:10]
+
+    assert meta["file_count"].value == len(files)
+    assert meta["bytes"].value == sum(len(b) for b in files.values())
+    assert isinstance(meta["export_dir"], dg.PathMetadataValue)
+    assert meta["export_dir"].value == str(export_dir)
+    assert meta["data_source"].value == "sandbox"
+    assert meta["cities"].value == len(catalog)
+    assert meta["plan_files"].value == len(keys)
+    assert meta["cheapest_rate_1000_cents"].value == pytest.approx(
+        round(min(c["cheapestRate1000Kwh"] for c in by_slug.values() if c["planCount"]) * 100, 2)
+    )
+    assert not [p for p in export_dir.iterdir() if p.name.startswith((".staging", ".previous"))]
+
+
+def test_failed_refresh_leaves_the_previous_export_unchanged(resources, sandbox, export_dir):
+    defs = definitions(resources)
+    instance = dg.DagsterInstance.ephemeral()
+    load_catalog_run(defs, instance)
+    keys = city_keys()[:3]
+    assert city_run(defs, instance, keys[0], keys[-1]).success
+    previous = snapshot(export_dir)
+
+    failing = next(c.tdsp_duns[0] for c in load_catalog() if c.slug == keys[0])
+    sandbox.configure(price_epoch=1, fail_tdsps=[failing])
+    result = city_run(defs, instance, keys[0], keys[-1], force=True)
+    assert not result.success
+    assert export_metadata(result) is None  # the export step never ran
+    assert snapshot(export_dir) == previous
+    for data in previous.values():
+        json.loads(data)
+
+
+def test_export_failing_midway_restores_the_previous_files(resources, sandbox, export_dir):
+    defs = definitions(resources)
+    instance = dg.DagsterInstance.ephemeral()
+    load_catalog_run(defs, instance)
+    keys = city_keys()[:6]
+    assert city_run(defs, instance, keys[0], keys[2]).success
+    previous = snapshot(export_dir)
+
+    # New prices, so every file would change; one new city's file is blocked by a directory,
+    # which makes its rename fail after other files have already been swapped in.
+    sandbox.configure(price_epoch=1)
+    blocked = export_dir / f"plans-{max(keys[3:])}.json"
+    blocked.mkdir()
+    (blocked / "keep").write_text("x")
+    stale = export_dir / "plans-no-longer-a-city-tx.json"
+    stale.write_text('{"plans":[]}')
+    unrelated = export_dir / "README.txt"
+    unrelated.write_text("not ours")
+    previous |= {stale.name: stale.read_bytes(), unrelated.name: unrelated.read_bytes()}
+
+    result = city_run(defs, instance, keys[0], keys[-1], force=True)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.step_failure_data.error.message
+    assert "site_export" in failure.step_key
+    assert str(blocked) in message and EXPORT_DIR_ENV_VAR in message
+    previous.pop(blocked.name, None)
+    now = {p.name: p for p in export_dir.iterdir() if not p.name.startswith(".")}
+    assert set(now) == set(previous) | {blocked.name}
+    assert {n: now[n].read_bytes() for n in previous} == previous
+    assert not [p for p in export_dir.iterdir() if p.name.startswith((".staging", ".previous"))]
+
+    # Unblocked, the export alone publishes the new prices and drops the stale city file.
+    (blocked / "keep").unlink()
+    blocked.rmdir()
+    retry = export_only(defs, instance)
+    assert retry.success
+    files = snapshot(export_dir)
+    assert {f"plans-{k}.json" for k in keys} <= set(files)
+    assert stale.name not in files and files[unrelated.name] == b"not ours"
+    assert files["plans-" + keys[0] + ".json"] != previous["plans-" + keys[0] + ".json"]
+    assert export_metadata(retry)["stale_files_removed"].value == 1
+
+
+def test_unchanged_files_are_left_alone(resources, sandbox, export_dir):
+    defs = definitions(resources)
+    instance = dg.DagsterInstance.ephemeral()
+    load_catalog_run(defs, instance)
+    keys = city_keys()[:2]
+    assert city_run(defs, instance, keys[0], keys[-1]).success
+    inodes = {p.name: p.stat().st_ino for p in export_dir.iterdir()}
+    again = export_only(defs, instance)
+    assert again.success
+    meta = export_metadata(again)
+    assert meta["files_rewritten"].value == 1  # only build-summary.json (its generatedAt)
+    after = {p.name: p.stat().st_ino for p in export_dir.iterdir()}
+    changed = {n for n in inodes if after.get(n) != inodes[n]}
+    assert changed == {"build-summary.json"}
+
+
+def test_unwritable_export_dir_is_a_clear_failure(resources, tmp_path, monkeypatch):
+    defs = definitions(resources)
+    instance = dg.DagsterInstance.ephemeral()
+    load_catalog_run(defs, instance)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    target = blocker / "site-data"  # under a regular file: cannot exist, even for root
+    monkeypatch.setenv(EXPORT_DIR_ENV_VAR, str(target))
+    result = export_only(defs, instance)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.step_failure_data.error.message
+    assert EXPORT_DIR_ENV_VAR in message and str(target) in message
+
+
+def test_default_and_configured_export_dirs(resources, tmp_path, monkeypatch):
+    defs = definitions(resources)
+    instance = dg.DagsterInstance.ephemeral()
+    load_catalog_run(defs, instance)
+    monkeypatch.delenv(EXPORT_DIR_ENV_VAR, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert export_only(defs, instance).success
+    default = tmp_path / "build" / "site-data"
+    assert FIXED_FILES <= set(os.listdir(default))
+
+    chosen = tmp_path / "chosen"
+    monkeypatch.setenv(EXPORT_DIR_ENV_VAR, str(tmp_path / "from-env"))
+    config = {"ops": {"site_export": {"config": {"export_dir": str(chosen)}}}}
+    result = export_only(defs, instance, config)
+    assert result.success
+    assert FIXED_FILES <= set(os.listdir(chosen))
+    assert not (tmp_path / "from-env").exists()
+    summary = json.loads((chosen / "build-summary.json").read_text())
+    assert summary["totals"]["cities"] == len(load_catalog())
+    assert summary["totals"]["planFiles"] == 0
