@@ -1,4 +1,4 @@
-"""The warehouse resource: one SQLAlchemy engine per URL, schema created on first use."""
+"""The warehouse resource: one SQLAlchemy engine per URL, schema migrated to head on first use."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
-from choosemypower_dagster.warehouse.schema import metadata
+from choosemypower_dagster.warehouse.migrate import upgrade
 
 DATABASE_URL_ENV_VAR = "CHOOSEMYPOWER_DATABASE_URL"
 
@@ -58,7 +58,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API conne
 
 
 def get_engine(url: str) -> sa.Engine:
-    """The process-wide engine for `url`, created (with its schema) on first use."""
+    """The process-wide engine for `url`; its schema is migrated to head on first use."""
     url = normalize_url(url)
     with _engines_lock:
         engine = _engines.get(url)
@@ -77,7 +77,7 @@ def get_engine(url: str) -> sa.Engine:
         else:
             engine = sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
         try:
-            metadata.create_all(engine)
+            upgrade(engine)  # one version query when already at head
         except Exception as exc:
             engine.dispose()
             reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
