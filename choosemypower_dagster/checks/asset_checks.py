@@ -174,7 +174,6 @@ def city_plans_integrity(
     error = dg.AssetCheckSeverity.ERROR
     now = datetime.now(UTC)
     started = time.monotonic()
-    integrity.ensure_snapshot_table(warehouse.engine)
     with warehouse.begin() as conn:
         plans = integrity.load_plan_keys(conn)
         snapshot = integrity.load_snapshot(conn)

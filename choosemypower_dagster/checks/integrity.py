@@ -11,7 +11,6 @@ an engineer, having reviewed the change, deletes that snapshot row.
 
 from __future__ import annotations
 
-import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,29 +24,7 @@ from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster.warehouse.ids import object_id_problem
 from choosemypower_dagster.warehouse.upsert import upsert
 
-snapshot_metadata = sa.MetaData()
-
-plan_id_snapshots = sa.Table(
-    "plan_id_snapshots",
-    snapshot_metadata,
-    sa.Column("external_id", sa.String(64), primary_key=True),
-    sa.Column("tdsp_duns", sa.String(13), primary_key=True),
-    sa.Column("plan_id", sa.String(24), nullable=False, index=True),
-    sa.Column("recorded_at", t.TS, nullable=False),
-)
-
-_created: set[str] = set()
-_created_lock = threading.Lock()
-
-
-def ensure_snapshot_table(engine: sa.Engine) -> None:
-    """Create `plan_id_snapshots` if it is missing (once per engine and process)."""
-    key = engine.url.render_as_string(hide_password=False)
-    with _created_lock:
-        if key in _created:
-            return
-        snapshot_metadata.create_all(engine)
-        _created.add(key)
+plan_id_snapshots = t.plan_id_snapshots
 
 
 @dataclass(frozen=True)

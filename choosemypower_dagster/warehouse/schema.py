@@ -103,6 +103,9 @@ electricity_plans = sa.Table(
     sa.UniqueConstraint("external_id", "tdsp_duns", name="uq_plans_external_tdsp"),
     sa.Index("ix_plans_tdsp_term", "tdsp_duns", "term_months"),
     sa.Index("ix_plans_active_rate", "active", "rate_1000"),
+    # Migration 0002: a TDSP's active plans by rate (ZIP lookups); plans of a provider.
+    sa.Index("ix_plans_tdsp_active_rate", "tdsp_duns", "active", "rate_1000"),
+    sa.Index("ix_plans_provider_id", "provider_id"),
 )
 
 city_plan_availability = sa.Table(
@@ -175,4 +178,14 @@ refresh_log = sa.Table(
     sa.Column("cache_hits", sa.Integer, nullable=False),
     sa.Column("source", sa.String(16), nullable=False),
     sa.Column("errors", sa.Text, nullable=False),  # JSON object: city or TDSP -> reason
+)
+
+# The first valid id seen for each plan, never overwritten: the stability check's memory.
+plan_id_snapshots = sa.Table(
+    "plan_id_snapshots",
+    metadata,
+    sa.Column("external_id", sa.String(64), primary_key=True),
+    sa.Column("tdsp_duns", sa.String(13), primary_key=True),
+    sa.Column("plan_id", sa.String(24), nullable=False, index=True),
+    sa.Column("recorded_at", TS, nullable=False),
 )
