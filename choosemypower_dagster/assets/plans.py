@@ -4,7 +4,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -40,11 +40,20 @@ class PlanRefreshConfig(dg.Config):
     )
 
 
+# Roll-ups follow any city_plans update that did not already refresh them (e.g. a backfill of
+# only city_plans partitions); not blocked by cities never materialized yet.
+ROLLUP_CONDITION = dg.AutomationCondition.eager().without(
+    ~dg.AutomationCondition.any_deps_missing()
+)
+
 CITY_PLANS_SPEC = dg.AssetSpec(
     CITY_PLANS,
     description=(
         "Plans available in each city (one partition per city): the union of the current "
-        "plans of the TDSPs serving its ZIPs. tier1 should be under 2 hours old."
+        "plans of the TDSPs serving its ZIPs. Expected age: tier1 under 2 hours (hourly), "
+        "tier2 under 12 hours (every 6 hours), tier3 under 36 hours (daily at 02:00). Each "
+        "partition's metadata names the city, its tier and TDSPs, its plan count and a "
+        "Markdown preview of its cheapest plans."
     ),
     partitions_def=city_partitions,
     deps=[dg.AssetDep(TEXAS_CITIES, partition_mapping=tier_to_cities_mapping())],
@@ -52,30 +61,35 @@ CITY_PLANS_SPEC = dg.AssetSpec(
     owners=[OWNER],
     kinds={"httpx", "sqlalchemy", warehouse_kind()},
     skippable=True,
+    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=2)),
 )
 CITY_SUMMARIES_SPEC = dg.AssetSpec(
     CITY_SUMMARIES,
     description=(
         "One row per city: plan and provider counts, rates at 500/1000/2000 kWh, green and "
-        "fixed shares, cheapest plan per term. Refreshed in the same run as the plans."
+        "fixed shares, cheapest plan per term. Refreshed in the same run as the plans, so "
+        "as fresh as the newest plan refresh (under 2 hours for tier1 cities)."
     ),
     deps=[CITY_PLANS],
     group_name=PLANS_GROUP,
     owners=[OWNER],
     kinds={"pandas", "sqlalchemy", warehouse_kind()},
     skippable=True,
+    automation_condition=ROLLUP_CONDITION,
 )
 PROVIDERS_SPEC = dg.AssetSpec(
     PROVIDERS,
     description=(
         "Retail providers with active plan counts (total and per TDSP), TDSPs served, cities "
-        "reached and cheapest rate; providers with no active plan are kept, marked inactive."
+        "reached and cheapest rate; providers with no active plan are kept, marked inactive. "
+        "Refreshed in the same run as the plans (under 2 hours old)."
     ),
     deps=[CITY_PLANS],
     group_name=PLANS_GROUP,
     owners=[OWNER],
     kinds={"pandas", "sqlalchemy", warehouse_kind()},
     skippable=True,
+    automation_condition=ROLLUP_CONDITION,
 )
 
 
@@ -131,6 +145,15 @@ def _providers_result(warehouse: WarehouseResource, now: datetime) -> dg.Materia
     )
 
 
+def _partition_metadata(city: dict[str, Any], api_base_url: str) -> dict[str, Any]:
+    """A city's metadata for the UI: its cheapest plans as Markdown, a link to the API."""
+    shown = dict(city)
+    if isinstance(shown.get("cheapest_plans"), str):
+        shown["cheapest_plans"] = md(shown["cheapest_plans"])
+    shown["api_base_url"] = dg.MetadataValue.url(api_base_url)
+    return shown
+
+
 def _run_metadata(totals: RefreshTotals, requested: int, seconds: float) -> dict[str, Any]:
     load = totals.load
     writes = totals.writes.values()
@@ -184,7 +207,9 @@ def refresh_city_plans(
         ):
             if outcome.ok:
                 yield dg.AssetMaterialization(
-                    asset_key=CITY_PLANS, partition=outcome.slug, metadata=outcome.metadata
+                    asset_key=CITY_PLANS,
+                    partition=outcome.slug,
+                    metadata=_partition_metadata(outcome.metadata, comparepower.base_url),
                 )
         for duns, skipped in totals.skipped_plans.items():
             context.log.warning(f"TDSP {duns}: skipped {len(skipped)} plan(s): {skipped[:5]}")

@@ -58,7 +58,8 @@ def texas_cities(
     """Cities of one tier from the packaged catalog, with the TDSP of each ZIP code.
 
     tier1 = 200 most populous, tier2 = next 300, tier3 = the rest. A bad catalog row fails
-    the run naming file, row and field, and nothing of the tier is written.
+    the run naming file, row and field, and nothing of the tier is written. Re-read daily and
+    whenever the catalog file changes; it is only as stale as the packaged catalog.
     """
     cities = city_catalog.load()  # validates the whole file before anything is written
     names = {d: t.abbreviation for d, t in tdsps_by_duns().items()}
