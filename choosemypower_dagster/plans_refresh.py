@@ -4,6 +4,10 @@ A TDSP's plans are written once (its own transaction) and fanned out to every ci
 serves. A city whose TDSP could not be fetched fails with the reason and keeps its
 previous rows: a city served by two TDSPs fails when either one fails, so it is never
 published with half of its plans.
+
+Each city's availability is written inside one transaction; to save commits, a
+transaction carries up to CITIES_PER_TRANSACTION whole cities, so after a crash every
+city is either fully refreshed or exactly as it was.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
 
 from choosemypower_dagster.api.parsing import PlanRecord
 from choosemypower_dagster.api.plan_source import LoadResult, load_tdsp_plans
@@ -27,6 +32,8 @@ from choosemypower_dagster.warehouse.writes import (
     replace_city_availability,
     write_tdsp_plans,
 )
+
+CITIES_PER_TRANSACTION = 25
 
 
 @dataclass(frozen=True)
@@ -81,9 +88,12 @@ def load_targets(conn: sa.Connection, slugs: Sequence[str]) -> dict[str, CityTar
 
 
 def city_metadata(
-    target: CityTarget, plans: Sequence[PlanRecord], sources: set[str]
+    target: CityTarget,
+    plans: Sequence[PlanRecord],
+    sources: set[str],
+    skipped: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """What an engineer checks first about a refreshed city."""
+    """What an engineer checks first about a refreshed city (and the plans it had to skip)."""
     names = tdsps_by_duns()
     rates = sorted(p.rate_1000 for p in plans)
     cheapest = sorted(plans, key=lambda p: (p.rate_1000, p.external_id))[:3]
@@ -91,6 +101,9 @@ def city_metadata(
         f"| {p.provider_name} | {p.name} | {p.term_months or ''} | {p.rate_1000 * 100:.1f} |"
         for p in cheapest
     )
+    extra: dict[str, Any] = {}
+    if skipped:
+        extra["skipped_plans"] = "\n".join(skipped[:20])
     return {
         "city": target.name,
         "tier": target.tier,
@@ -100,6 +113,8 @@ def city_metadata(
         "median_rate_1000_cents": round(statistics.median(rates) * 100, 2),
         "tdsps": ", ".join(names[d].abbreviation if d in names else d for d in target.tdsp_duns),
         "source": ", ".join(sorted(sources)),
+        "plans_skipped": len(skipped),
+        **extra,
         "cheapest_plans": "| provider | plan | months | ¢/kWh |\n|---|---|---|---|\n" + preview,
     }
 
@@ -128,11 +143,13 @@ def refresh_cities(
     now = datetime.now(UTC)
     for duns, tdsp_plans in sorted(load.plans.items()):
         with warehouse.begin() as conn:
+            # A plan's source is who produced it (api or sandbox), even when read from cache.
             totals.writes[duns] = write_tdsp_plans(
-                conn, duns, tdsp_plans.plans, now, tdsp_plans.source
+                conn, duns, tdsp_plans.plans, now, tdsp_plans.origin
             )
 
     names = tdsps_by_duns()
+    ready: list[tuple[CityTarget, list[PlanRecord]]] = []
     for slug in slugs:
         target = targets.get(slug)
         if target is None:
@@ -148,10 +165,24 @@ def refresh_cities(
             totals.failed[slug] = reason
             yield CityOutcome(slug, False, reason)
             continue
-        plans = [p for d in target.tdsp_duns for p in load.plans[d].plans]
-        plan_ids = [totals.writes[p.tdsp_duns].plan_ids[p.external_id] for p in plans]
-        with warehouse.begin() as conn:
-            replace_city_availability(conn, slug, plan_ids, now)
-        totals.refreshed += 1
-        sources = {load.plans[d].source for d in target.tdsp_duns}
-        yield CityOutcome(slug, True, metadata=city_metadata(target, plans, sources))
+        ready.append((target, [p for d in target.tdsp_duns for p in load.plans[d].plans]))
+
+    for start in range(0, len(ready), CITIES_PER_TRANSACTION):
+        batch = ready[start : start + CITIES_PER_TRANSACTION]
+        try:
+            with warehouse.begin() as conn:
+                for target, plans in batch:
+                    plan_ids = [totals.writes[p.tdsp_duns].plan_ids[p.external_id] for p in plans]
+                    replace_city_availability(conn, target.slug, plan_ids, now)
+        except SQLAlchemyError as exc:
+            reason = f"warehouse write failed: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
+            for target, _ in batch:
+                totals.failed[target.slug] = reason
+                yield CityOutcome(target.slug, False, reason)
+            continue
+        for target, plans in batch:
+            totals.refreshed += 1
+            sources = {load.plans[d].source for d in target.tdsp_duns}
+            skipped = [f"TDSP {d} {why}" for d in target.tdsp_duns for why in load.plans[d].skipped]
+            meta = city_metadata(target, plans, sources, skipped)
+            yield CityOutcome(target.slug, True, metadata=meta)
