@@ -1,0 +1,208 @@
+"""The packaged city catalog as the loader and the partitions see it.
+
+Counts, unique slugs, the five official DUNS, tiers of 200/300/rest, partition keys
+ordered so each tier is one key range, `contiguous_ranges`, and the loader's refusal of a
+bad row with an error naming the file, the row and the field.
+"""
+
+import csv
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from choosemypower_dagster.catalog import (
+    TIERS,
+    CatalogError,
+    City,
+    load_catalog,
+    packaged_catalog_path,
+)
+from choosemypower_dagster.partitions import (
+    city_keys,
+    city_keys_by_tier,
+    city_partitions,
+    contiguous_ranges,
+    tier_key_range,
+    tier_of_city,
+    tier_partitions,
+    tier_to_cities_mapping,
+)
+from choosemypower_dagster.tdsps import load_tdsps
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_TDSPS = PROJECT_ROOT.parent / "shared" / "reference" / "tdsp_territories.csv"
+SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+
+@pytest.fixture(scope="module")
+def cities() -> list[City]:
+    return load_catalog(packaged_catalog_path())
+
+
+def keys_between(start: str, end: str) -> list[str]:
+    keys = city_keys()
+    return keys[keys.index(start) : keys.index(end) + 1]
+
+
+def test_catalog_holds_800_to_900_cities_with_unique_slugs(cities: list[City]) -> None:
+    assert 800 <= len(cities) <= 900
+    slugs = [c.slug for c in cities]
+    assert len(set(slugs)) == len(slugs)
+    assert all(SLUG_RE.match(s) for s in slugs), [s for s in slugs if not SLUG_RE.match(s)]
+    assert all(c.name and c.zip_codes for c in cities)
+    for c in cities:
+        assert c.primary_tdsp_duns in c.tdsp_duns
+        assert {d for _, d in c.zip_codes} == set(c.tdsp_duns)
+        # the primary TDSP serves the most of the city's ZIPs
+        per_tdsp = Counter(d for _, d in c.zip_codes)
+        assert per_tdsp[c.primary_tdsp_duns] == max(per_tdsp.values()), c.slug
+
+
+def test_one_row_per_city_houston_holds_its_fort_bend_zips(cities: list[City]) -> None:
+    houstons = [c for c in cities if c.name == "Houston"]
+    assert [c.slug for c in houstons] == ["houston-tx"]
+    assert len(houstons[0].zip_codes) > 50
+
+
+def test_catalog_uses_exactly_the_five_official_duns(cities: list[City]) -> None:
+    packaged = {t.duns for t in load_tdsps()}
+    assert len(packaged) == 5
+    assert all(isinstance(d, str) for d in packaged)
+    used = {d for c in cities for d in c.tdsp_duns} | {d for c in cities for _, d in c.zip_codes}
+    assert used == packaged
+    if not SHARED_TDSPS.exists():
+        pytest.skip(f"{SHARED_TDSPS} is absent: cannot compare with the reference DUNS")
+    with SHARED_TDSPS.open(newline="", encoding="utf-8") as handle:
+        official = {row["duns"] for row in csv.DictReader(handle)}
+    assert packaged == official
+
+
+def test_tiers_are_200_then_300_then_the_rest_by_population(cities: list[City]) -> None:
+    counts = Counter(c.tier for c in cities)
+    assert counts["tier1"] == 200
+    assert counts["tier2"] == 300
+    assert counts["tier3"] == len(cities) - 500
+    # independent ranking: population descending, ties by slug, unknown population last
+    ranked = sorted(
+        cities,
+        key=lambda c: (c.population is None, -(c.population or 0), c.slug),
+    )
+    assert [c.slug for c in ranked[:200]] == [c.slug for c in cities if c.tier == "tier1"]
+    assert [c.slug for c in ranked[200:500]] == [c.slug for c in cities if c.tier == "tier2"]
+    assert [c.slug for c in ranked[500:]] == [c.slug for c in cities if c.tier == "tier3"]
+
+
+def test_city_keys_are_ordered_tier_by_tier(cities: list[City]) -> None:
+    keys = city_keys()
+    assert keys == [c.slug for c in cities]
+    assert city_partitions.get_partition_keys() == keys
+    assert tier_partitions.get_partition_keys() == list(TIERS)
+    assert list(city_keys_by_tier()) == list(TIERS)
+    owner = tier_of_city()
+    assert [owner[k] for k in keys] == sorted((owner[k] for k in keys), key=TIERS.index)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_tier_key_range_covers_exactly_that_tiers_cities(cities: list[City], tier: str) -> None:
+    key_range = tier_key_range(tier)
+    assert keys_between(key_range.start, key_range.end) == [
+        c.slug for c in cities if c.tier == tier
+    ]
+    assert city_partitions.get_partition_keys_in_range(key_range) == keys_between(
+        key_range.start, key_range.end
+    )
+
+
+def test_adjacent_tiers_make_one_range_and_others_are_refused(cities: list[City]) -> None:
+    both = tier_key_range("tier2", "tier1")
+    assert keys_between(both.start, both.end) == [c.slug for c in cities if c.tier != "tier3"]
+    everything = tier_key_range(*TIERS)
+    assert (everything.start, everything.end) == (city_keys()[0], city_keys()[-1])
+    with pytest.raises(ValueError, match="not adjacent"):
+        tier_key_range("tier1", "tier3")
+    with pytest.raises(ValueError, match="unknown tier"):
+        tier_key_range("tier4")
+    with pytest.raises(ValueError):
+        tier_key_range()
+
+
+def test_tier_to_cities_mapping_feeds_each_tier_its_own_cities(cities: list[City]) -> None:
+    mapping = tier_to_cities_mapping()
+    for tier in TIERS:
+        downstream = mapping.get_downstream_partitions_for_partitions(
+            tier_partitions.empty_subset().with_partition_keys([tier]),
+            tier_partitions,
+            city_partitions,
+        )
+        assert set(downstream.get_partition_keys()) == {c.slug for c in cities if c.tier == tier}
+
+
+def test_contiguous_ranges_groups_slugs_into_the_fewest_runs() -> None:
+    keys = city_keys()
+    # unordered, duplicated input: two adjacent runs of keys and one single key
+    picked = [keys[12], keys[10], keys[11], keys[11], keys[40], keys[41], keys[300]]
+    ranges = contiguous_ranges(picked)
+    assert [(r.start, r.end) for r in ranges] == [
+        (keys[10], keys[12]),
+        (keys[40], keys[41]),
+        (keys[300], keys[300]),
+    ]
+    covered = [k for r in ranges for k in keys_between(r.start, r.end)]
+    assert sorted(covered, key=keys.index) == sorted(set(picked), key=keys.index)
+    whole = contiguous_ranges(list(reversed(keys)))
+    assert [(r.start, r.end) for r in whole] == [(keys[0], keys[-1])]
+    assert contiguous_ranges([]) == []
+    with pytest.raises(ValueError, match="unknown city slug"):
+        contiguous_ranges([keys[0], "atlantis-tx"])
+
+
+# -- the loader's refusal of bad rows ------------------------------------------------------
+
+
+def write_corrupted(tmp_path: Path, line_no: int, change: dict[str, str] | None) -> Path:
+    """A copy of the packaged catalog with physical line `line_no` changed (or duplicated)."""
+    with packaged_catalog_path().open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        fields = list(reader.fieldnames or [])
+        rows = list(reader)
+    index = line_no - 2  # line 1 is the header
+    if change is None:
+        rows.insert(index, dict(rows[index - 1]))  # line_no repeats the row above it
+    else:
+        rows[index] = {**rows[index], **change}
+    path = tmp_path / "cities-bad.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_loader_names_file_row_and_field(tmp_path: Path, cities: list[City]) -> None:
+    line_no = 250  # a tier2 row
+    target = cities[line_no - 2]
+    path = write_corrupted(tmp_path, line_no, {"name": "  "})
+    with pytest.raises(CatalogError) as caught:
+        load_catalog(path)
+    message = str(caught.value)
+    assert str(path) in message
+    assert f"row {line_no}" in message
+    assert target.slug in message
+    assert "field 'name'" in message
+
+
+def test_loader_reports_a_duplicate_slug_with_both_rows(tmp_path: Path) -> None:
+    path = write_corrupted(tmp_path, 31, None)
+    with pytest.raises(CatalogError, match=r"row 31 .*field 'slug': duplicate of row 30"):
+        load_catalog(path)
+
+
+def test_loader_rejects_a_missing_column(tmp_path: Path) -> None:
+    text = packaged_catalog_path().read_text(encoding="utf-8")
+    header, _, body = text.partition("\n")
+    path = tmp_path / "no-county.csv"
+    path.write_text(header.replace(",county", "") + "\n" + body, encoding="utf-8")
+    with pytest.raises(CatalogError, match=f"{re.escape(str(path))}: header lacks.*county"):
+        load_catalog(path)

@@ -1,0 +1,410 @@
+"""`city_plans` against the sandbox over HTTP, on SQLite and PostgreSQL.
+
+One module-scoped warehouse per database gets the catalog and ONE full refresh of every
+city; read-only tests check that run (calls per TDSP, availability = union of the TDSPs'
+sandbox plans, ObjectIds, per-city metadata). Later tests run 40 or 2 cities on
+top of it (cache, forced refresh, a failing TDSP and its backfill, malformed responses)
+and leave the data as they found it.
+"""
+
+import statistics
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from choosemypower_dagster.assets.keys import CITY_PLANS, CITY_SUMMARIES, PROVIDERS
+from choosemypower_dagster.catalog import City, load_catalog, packaged_catalog_path
+from choosemypower_dagster.partitions import (
+    city_keys,
+    city_partitions,
+    contiguous_ranges,
+)
+from choosemypower_dagster.resources.catalog import CityCatalogResource
+from choosemypower_dagster.resources.warehouse import WarehouseResource, dispose_engines
+from choosemypower_dagster.sandbox import SandboxConfig, SandboxServer
+from choosemypower_dagster.tdsps import load_tdsps, tdsps_by_duns
+from choosemypower_dagster.warehouse import schema as t
+from choosemypower_dagster.warehouse.ids import object_id_problem
+from choosemypower_dagster_tests.conftest import (
+    POSTGRES_ENV_VAR,
+    _postgres_schema_url,
+    fast_client,
+    materialize_catalog,
+    materialize_cities,
+    postgres_base_url,
+)
+
+ALL_DUNS = sorted(x.duns for x in load_tdsps())
+Pair = tuple[str, str]  # (external_id, tdsp_duns)
+
+
+@dataclass
+class Refreshed:
+    """The shared state: one full refresh of every city, and what it cost."""
+
+    warehouse: WarehouseResource
+    sandbox: SandboxServer
+    instance: dg.DagsterInstance
+    resources: dict[str, Any]
+    result: dg.ExecuteInProcessResult
+    stats: dict[str, Any]
+    ids: dict[Pair, str]
+
+
+@pytest.fixture(scope="module")
+def catalog() -> list[City]:
+    return load_catalog(packaged_catalog_path())
+
+
+@pytest.fixture(scope="module")
+def module_sandbox() -> Iterator[SandboxServer]:
+    with SandboxServer(SandboxConfig()) as server:
+        yield server
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def module_warehouse(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WarehouseResource]:
+    """A warehouse shared by this module's tests: a SQLite file, then a PostgreSQL schema."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("plans") / "warehouse.sqlite"
+        yield WarehouseResource(url=f"sqlite:///{path}")
+        dispose_engines()
+        return
+    base = postgres_base_url()
+    if not base:
+        pytest.skip(f"PostgreSQL not configured: set {POSTGRES_ENV_VAR} to run this case")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base.replace("postgresql://", "postgresql+psycopg2://", 1))
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield WarehouseResource(url=_postgres_schema_url(base, schema))
+    finally:
+        dispose_engines()
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def refreshed(module_warehouse: WarehouseResource, module_sandbox: SandboxServer) -> Refreshed:
+    """Catalog, then one run over the whole city key range."""
+    module_sandbox.configure(**SandboxConfig().to_dict())
+    resources = {
+        "warehouse": module_warehouse,
+        "comparepower": fast_client(module_sandbox.url),
+        "city_catalog": CityCatalogResource(),
+    }
+    instance = dg.DagsterInstance.ephemeral()
+    assert materialize_catalog(resources, instance).success
+    module_sandbox.reset_stats()
+    keys = city_keys()
+    result = materialize_cities(resources, instance, keys[0], keys[-1])
+    assert result.success
+    return Refreshed(
+        module_warehouse,
+        module_sandbox,
+        instance,
+        resources,
+        result,
+        module_sandbox.stats(),
+        plan_ids(module_warehouse),
+    )
+
+
+@pytest.fixture
+def state(refreshed: Refreshed) -> Iterator[Refreshed]:
+    """The shared state, with clean sandbox switches and counters for this test."""
+    refreshed.sandbox.configure(**SandboxConfig().to_dict())
+    refreshed.sandbox.reset_stats()
+    yield refreshed
+    refreshed.sandbox.configure(**SandboxConfig().to_dict())
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def plan_ids(warehouse: WarehouseResource) -> dict[Pair, str]:
+    p = t.electricity_plans.c
+    with warehouse.begin() as conn:
+        rows = conn.execute(sa.select(p.external_id, p.tdsp_duns, p.id))
+        return {(ext, duns): pid for ext, duns, pid in rows}
+
+
+def availability(warehouse: WarehouseResource, slugs: list[str] | None = None) -> dict:
+    """City slug -> {(external_id, tdsp_duns): refreshed_at}."""
+    a, p = t.city_plan_availability.c, t.electricity_plans.c
+    query = sa.select(a.city_slug, p.external_id, p.tdsp_duns, a.refreshed_at).join_from(
+        t.city_plan_availability, t.electricity_plans, a.plan_id == p.id
+    )
+    if slugs is not None:
+        query = query.where(a.city_slug.in_(slugs))
+    out: dict[str, dict[Pair, Any]] = {}
+    with warehouse.begin() as conn:
+        for slug, ext, duns, when in conn.execute(query):
+            out.setdefault(slug, {})[(ext, duns)] = when
+    return out
+
+
+def sandbox_plans(sandbox: SandboxServer) -> dict[str, list[dict[str, Any]]]:
+    """Each TDSP's plans as the sandbox serves them (fault-free), fetched independently."""
+    return {duns: sandbox.plans_for(duns) for duns in ALL_DUNS}
+
+
+def expected_union(city: City, served: dict[str, list[dict[str, Any]]]) -> set[Pair]:
+    return {(plan["_id"], duns) for duns in city.tdsp_duns for plan in served[duns]}
+
+
+def keys_in(start: str, end: str) -> list[str]:
+    keys = city_keys()
+    return keys[keys.index(start) : keys.index(end) + 1]
+
+
+def city_events(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
+    """Partition -> metadata values of the run's city_plans materializations."""
+    return {
+        e.partition: {k: v.value for k, v in e.materialization.metadata.items()}
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == CITY_PLANS
+    }
+
+
+def run_plans(
+    state: Refreshed, start: str, end: str, force: bool = False
+) -> dg.ExecuteInProcessResult:
+    """One run of city_plans alone over a key range (the roll-ups are not under test here)."""
+    return materialize_cities(
+        state.resources, state.instance, start, end, force=force, selection=["city_plans"]
+    )
+
+
+def statuses(instance: dg.DagsterInstance, slugs: list[str]) -> dict[str, Any]:
+    found = instance.get_status_by_partition(CITY_PLANS, slugs, city_partitions)
+    assert found is not None
+    return dict(found)
+
+
+def failed_cities(result: dg.ExecuteInProcessResult) -> dict[str, str]:
+    failure = result.failure_data_for_node("refresh_city_plans")
+    assert failure is not None and failure.user_failure_data is not None
+    return dict(failure.user_failure_data.metadata["failed_cities"].value)
+
+
+def leading_range(catalog: list[City], size: int = 40) -> list[City]:
+    """The first `size` cities (tier1, most populous): one key range served by all TDSPs."""
+    head = catalog[:size]
+    assert {d for c in head for d in c.tdsp_duns} == set(ALL_DUNS)
+    return head
+
+
+def single_tdsp_pair(catalog: list[City], tier: str) -> tuple[list[str], str]:
+    """Two adjacent cities of `tier` served by the same single TDSP: a one-fetch range."""
+    of_tier = [c for c in catalog if c.tier == tier]
+    for a, b in zip(of_tier, of_tier[1:], strict=False):
+        if len(a.tdsp_duns) == 1 and a.tdsp_duns == b.tdsp_duns:
+            return [a.slug, b.slug], a.tdsp_duns[0]
+    raise AssertionError(f"no two adjacent single-TDSP cities in {tier}")
+
+
+# -- the full refresh (read-only) ----------------------------------------------------------
+
+
+def test_full_refresh_writes_every_city_with_one_call_per_tdsp(refreshed: Refreshed) -> None:
+    keys = city_keys()
+    assert refreshed.instance.get_materialized_partitions(CITY_PLANS) == set(keys)
+    assert set(city_events(refreshed.result)) == set(keys)
+    assert refreshed.stats["plans_requests_by_tdsp"] == {duns: 1 for duns in ALL_DUNS}
+    assert refreshed.stats["requests"] == len(ALL_DUNS)
+    assert set(availability(refreshed.warehouse)) == set(keys)
+    rolled_up = {e.asset_key for e in refreshed.result.get_asset_materialization_events()}
+    assert {CITY_SUMMARIES, PROVIDERS} <= rolled_up
+    with refreshed.warehouse.begin() as conn:
+        summaries = conn.execute(sa.select(sa.func.count()).select_from(t.city_summaries))
+        assert summaries.scalar_one() == len(keys)
+        log = conn.execute(sa.select(t.refresh_log)).one()
+    assert (log.cities_requested, log.cities_refreshed, log.cities_failed) == (
+        len(keys),
+        len(keys),
+        0,
+    )
+    assert (log.api_calls, log.cache_hits, log.source) == (len(ALL_DUNS), 0, "sandbox")
+
+
+def test_each_city_gets_the_union_of_its_tdsps_plans(refreshed: Refreshed, catalog) -> None:
+    served = sandbox_plans(refreshed.sandbox)
+    stored = availability(refreshed.warehouse)
+    for city in catalog:
+        assert set(stored[city.slug]) == expected_union(city, served), city.slug
+    multi = [c for c in catalog if len(c.tdsp_duns) > 1]
+    assert multi, "the catalog has cities served by two TDSPs"
+    for city in multi:
+        assert {duns for _, duns in stored[city.slug]} == set(city.tdsp_duns)
+
+
+def test_plan_ids_are_valid_unique_objectids(refreshed: Refreshed) -> None:
+    served = sandbox_plans(refreshed.sandbox)
+    assert set(refreshed.ids) == {(p["_id"], d) for d, plans in served.items() for p in plans}
+    problems = {pid: object_id_problem(pid) for pid in refreshed.ids.values()}
+    assert {pid: why for pid, why in problems.items() if why} == {}
+    assert len(set(refreshed.ids.values())) == len(refreshed.ids)
+
+
+def test_each_city_materialization_carries_its_figures(refreshed: Refreshed, catalog) -> None:
+    served = sandbox_plans(refreshed.sandbox)
+    names = tdsps_by_duns()
+    events = city_events(refreshed.result)
+    for city in catalog:
+        meta = events[city.slug]
+        plans = [p for duns in city.tdsp_duns for p in served[duns]]
+        rates = [
+            next(e["price"] for e in p["expected_prices"] if e["usage"] == 1000) for p in plans
+        ]
+        assert meta["plan_count"] == len(plans), city.slug
+        assert meta["provider_count"] == len({p["product"]["brand"]["name"] for p in plans})
+        assert meta["cheapest_rate_1000_cents"] == pytest.approx(min(rates) * 100, abs=0.006)
+        assert meta["median_rate_1000_cents"] == pytest.approx(
+            statistics.median(rates) * 100, abs=0.006
+        )
+        assert meta["tdsps"] == ", ".join(names[d].abbreviation for d in city.tdsp_duns)
+        assert meta["source"] == "sandbox"
+        assert meta["tier"] == city.tier
+
+
+# -- later runs on top of it ---------------------------------------------------------------
+
+
+def test_cached_run_makes_no_call_and_forced_run_keeps_every_id(
+    state: Refreshed, catalog: list[City]
+) -> None:
+    head = [c.slug for c in leading_range(catalog)]
+    cached = run_plans(state, head[0], head[-1])
+    assert cached.success
+    assert state.sandbox.stats()["requests"] == 0
+    events = city_events(cached)
+    assert set(events) == set(head)
+    assert {m["source"] for m in events.values()} == {"cache"}
+
+    forced = run_plans(state, head[0], head[-1], force=True)
+    assert forced.success
+    # these cities are served by all five TDSPs: one call each, again
+    assert state.sandbox.stats()["plans_requests_by_tdsp"] == {duns: 1 for duns in ALL_DUNS}
+    assert {m["source"] for m in city_events(forced).values()} == {"sandbox"}
+    assert plan_ids(state.warehouse) == state.ids
+
+
+def test_a_failing_tdsp_fails_exactly_its_cities_and_a_backfill_fixes_them(
+    state: Refreshed, catalog: list[City]
+) -> None:
+    head = leading_range(catalog)
+    # the TDSP serving several of these cities in the fewest key ranges (keeps the test short)
+    failing = min(
+        (d for d in ALL_DUNS if sum(d in c.tdsp_duns for c in head) >= 2),
+        key=lambda d: len(contiguous_ranges([c.slug for c in head if d in c.tdsp_duns])),
+    )
+    expected_failed = {c.slug for c in head if failing in c.tdsp_duns}
+    expected_ok = {c.slug for c in head} - expected_failed
+    before = availability(state.warehouse)
+
+    state.sandbox.configure(fail_tdsps=[failing])
+    run = run_plans(state, head[0].slug, head[-1].slug, force=True)
+
+    assert not run.success
+    assert set(failed_cities(run)) == expected_failed
+    tdsp_name = tdsps_by_duns()[failing].name
+    assert all(tdsp_name in why and "HTTP 500" in why for why in failed_cities(run).values())
+    assert set(city_events(run)) == expected_ok
+    found = statuses(state.instance, sorted(expected_failed | expected_ok))
+    assert {s for s, st in found.items() if st == dg.AssetPartitionStatus.FAILED} == expected_failed
+    assert {
+        s for s, st in found.items() if st == dg.AssetPartitionStatus.MATERIALIZED
+    } == expected_ok
+    after = availability(state.warehouse)
+    for slug in expected_failed:  # same plans, same refreshed_at: untouched
+        assert after[slug] == before[slug], slug
+    for slug in expected_ok:
+        assert set(after[slug]) == set(before[slug])
+        assert min(after[slug].values()) > max(before[slug].values()), slug
+
+    # the fault clears: re-run only the failed partitions, one run per contiguous range
+    state.sandbox.configure(fail_tdsps=[])
+    ranges = contiguous_ranges(sorted(expected_failed))
+    assert len(ranges) < len(expected_failed)  # one of the ranges spans several cities
+    backfilled: set[str] = set()
+    for key_range in ranges:
+        backfill = run_plans(state, key_range.start, key_range.end)
+        assert backfill.success
+        assert set(city_events(backfill)) == set(keys_in(key_range.start, key_range.end))
+        backfilled |= set(city_events(backfill))
+    assert backfilled == expected_failed
+    found = statuses(state.instance, sorted(expected_failed | expected_ok))
+    assert set(found.values()) == {dg.AssetPartitionStatus.MATERIALIZED}
+    fixed = availability(state.warehouse, sorted(expected_failed))
+    for slug in expected_failed:
+        assert set(fixed[slug]) == set(before[slug])
+        assert min(fixed[slug].values()) > max(before[slug].values()), slug
+    assert plan_ids(state.warehouse) == state.ids
+
+
+@pytest.mark.parametrize(
+    ("fault", "words"),
+    [
+        ({"malformed_next": 1}, "not valid JSON"),
+        ({"object_instead_of_array_next": 1}, "expected a JSON array"),
+    ],
+    ids=["malformed_json", "object_not_array"],
+)
+def test_a_malformed_response_fails_its_cities_with_a_clear_reason(
+    state: Refreshed, catalog: list[City], fault: dict[str, int], words: str
+) -> None:
+    slugs, duns = single_tdsp_pair(catalog, "tier3")
+    before = availability(state.warehouse, slugs)
+    state.sandbox.configure(**fault)
+    run = run_plans(state, slugs[0], slugs[-1], force=True)
+    assert not run.success
+    reasons = failed_cities(run)
+    assert set(reasons) == set(slugs)
+    for why in reasons.values():
+        assert f"TDSP {duns}" in why and words in why
+    assert state.sandbox.stats()["plans_requests_by_tdsp"] == {duns: 1}
+    assert availability(state.warehouse, slugs) == before
+    # the next run (fault consumed) fixes them
+    again = run_plans(state, slugs[0], slugs[-1], force=True)
+    assert again.success
+
+
+def test_bad_plans_are_skipped_counted_with_reasons_and_the_rest_stored(
+    state: Refreshed, catalog: list[City]
+) -> None:
+    slugs, duns = single_tdsp_pair(catalog, "tier3")
+    clean = {(p["_id"], duns) for p in state.sandbox.plans_for(duns)}
+    state.sandbox.configure(bad_plans_tdsps=[duns])
+    run = run_plans(state, slugs[0], slugs[-1], force=True)
+    assert run.success
+    events = city_events(run)
+    for slug in slugs:
+        meta = events[slug]
+        assert meta["plan_count"] == len(clean)
+        assert meta["plans_skipped"] == 3
+        reasons = meta["skipped_plans"]
+        assert "no _id" in reasons and "no brand name" in reasons and "not a number" in reasons
+        assert set(availability(state.warehouse, [slug])[slug]) == clean
+    assert {k for k in plan_ids(state.warehouse) if k[1] == duns} == clean
+    assert plan_ids(state.warehouse) == state.ids
+
+
+def test_a_429_inside_a_run_is_waited_out(state: Refreshed, catalog: list[City]) -> None:
+    slugs, duns = single_tdsp_pair(catalog, "tier2")
+    state.sandbox.configure(fault_429_next=1, retry_after_s=1)
+    run = run_plans(state, slugs[0], slugs[-1], force=True)
+    assert run.success
+    stats = state.sandbox.stats()
+    assert stats["by_status"] == {"429": 1, "200": 1}
+    assert stats["plans_requests_by_tdsp"] == {duns: 2}
+    assert set(city_events(run)) == set(slugs)
