@@ -23,7 +23,8 @@ from choosemypower_dagster.partitions import tier_key_range
 TIMEZONE = "America/Chicago"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
-TRIGGER_TAG = "choosemypower/trigger"
+TRIGGER_TAG = "choosemypower/trigger"  # schedule, sensor, manual or backfill
+TRIGGER_NAME_TAG = "choosemypower/trigger_name"  # which schedule or sensor
 TIERS_TAG = "choosemypower/tiers"
 
 
@@ -33,24 +34,29 @@ def run_key(name: str, scheduled_time: datetime) -> str:
     return f"{name}:{local.isoformat(timespec='minutes')}"
 
 
-def city_range_tags(trigger: str, tiers: tuple[str, ...]) -> dict[str, str]:
+def trigger_tags(name: str, kind: str = "schedule") -> dict[str, str]:
+    """Tags saying what launched a run: its kind and the schedule's or sensor's name."""
+    return {TRIGGER_TAG: kind, TRIGGER_NAME_TAG: name}
+
+
+def city_range_tags(trigger: str, tiers: tuple[str, ...], kind: str = "schedule") -> dict[str, str]:
     """Tags of a city_refresh run over the key range of adjacent `tiers`."""
     key_range = tier_key_range(*tiers)
     return {
         RANGE_START_TAG: key_range.start,
         RANGE_END_TAG: key_range.end,
-        TRIGGER_TAG: trigger,
+        **trigger_tags(trigger, kind),
         TIERS_TAG: ",".join(tiers),
     }
 
 
-def tier_range_tags(trigger: str, tiers: tuple[str, ...]) -> dict[str, str]:
+def tier_range_tags(trigger: str, tiers: tuple[str, ...], kind: str = "schedule") -> dict[str, str]:
     """Tags of a reference_refresh run over adjacent tier partitions."""
     ordered = sorted(tiers, key=TIERS.index)
     return {
         RANGE_START_TAG: ordered[0],
         RANGE_END_TAG: ordered[-1],
-        TRIGGER_TAG: trigger,
+        **trigger_tags(trigger, kind),
         TIERS_TAG: ",".join(ordered),
     }
 
@@ -121,7 +127,7 @@ def catalog_daily(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
 def warehouse_maintenance_weekly(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     return dg.RunRequest(
         run_key=run_key("warehouse_maintenance_weekly", context.scheduled_execution_time),
-        tags={TRIGGER_TAG: "warehouse_maintenance_weekly"},
+        tags=trigger_tags("warehouse_maintenance_weekly"),
     )
 
 

@@ -38,6 +38,7 @@ from choosemypower_dagster.schedules import (
     TRIGGER_TAG,
     city_range_tags,
     tier_range_tags,
+    trigger_tags,
 )
 
 MAX_RETRIES_ENV_VAR = "CHOOSEMYPOWER_RETRY_MAX_ATTEMPTS"
@@ -187,7 +188,7 @@ def build_retry_sensor(
                 tags={
                     RANGE_START_TAG: key_range.start,
                     RANGE_END_TAG: key_range.end,
-                    TRIGGER_TAG: name,
+                    **trigger_tags(name, "sensor"),
                     TIERS_TAG: ",".join(tiers),
                     RETRY_ATTEMPT_TAG: str(attempt),
                 },
@@ -292,7 +293,10 @@ def build_catalog_sensor(
                     yield dg.RunRequest(
                         run_key=f"{name}:{pending['key']}:{'-'.join(group)}",
                         job_name=city_refresh.name,
-                        tags={**city_range_tags(name, group), CATALOG_CHANGE_TAG: pending["key"]},
+                        tags={
+                            **city_range_tags(name, group, "sensor"),
+                            CATALOG_CHANGE_TAG: pending["key"],
+                        },
                     )
                 state["pending"] = None
             elif status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
@@ -315,7 +319,7 @@ def build_catalog_sensor(
             yield dg.RunRequest(
                 run_key=f"{name}:{key}",
                 job_name=reference_refresh.name,
-                tags={**tier_range_tags(name, tuple(changed)), CATALOG_CHANGE_TAG: key},
+                tags={**tier_range_tags(name, tuple(changed), "sensor"), CATALOG_CHANGE_TAG: key},
             )
             state["hashes"] = current
             state["pending"] = {"key": key, "tiers": changed}

@@ -16,6 +16,7 @@ from choosemypower_dagster.schedules import (
     RANGE_START_TAG,
     SCHEDULES,
     TIERS_TAG,
+    TRIGGER_NAME_TAG,
     TRIGGER_TAG,
 )
 from choosemypower_dagster.warehouse import schema as t
@@ -53,7 +54,8 @@ def test_tier_schedule_requests_one_run_over_its_tier_range(name, tiers, cron, i
     expected = tier_key_range(*tiers)
     assert request.tags[RANGE_START_TAG] == expected.start
     assert request.tags[RANGE_END_TAG] == expected.end
-    assert request.tags[TRIGGER_TAG] == name
+    assert request.tags[TRIGGER_TAG] == "schedule"
+    assert request.tags[TRIGGER_NAME_TAG] == name
     assert request.tags[TIERS_TAG] == ",".join(tiers)
     if name == "full_daily":  # every city, first to last
         assert (expected.start, expected.end) == (city_keys()[0], city_keys()[-1])
@@ -90,7 +92,8 @@ def test_maintenance_schedule_is_weekly_on_sunday_at_three(instance):
     assert schedule.execution_timezone == "America/Chicago"
     sunday = datetime(2025, 3, 9, 3, 0, tzinfo=CHICAGO)
     (request,) = _evaluate("warehouse_maintenance_weekly", sunday, instance)
-    assert request.tags[TRIGGER_TAG] == "warehouse_maintenance_weekly"
+    assert request.tags[TRIGGER_TAG] == "schedule"
+    assert request.tags[TRIGGER_NAME_TAG] == "warehouse_maintenance_weekly"
 
 
 def _seed_old_rows(warehouse: WarehouseResource, now: datetime) -> None:

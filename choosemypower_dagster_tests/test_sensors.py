@@ -20,7 +20,12 @@ from choosemypower_dagster.jobs import city_refresh, reference_refresh
 from choosemypower_dagster.partitions import city_keys, tier_key_range
 from choosemypower_dagster.resources.catalog import CityCatalogResource
 from choosemypower_dagster.resources.warehouse import WarehouseResource
-from choosemypower_dagster.schedules import RANGE_END_TAG, RANGE_START_TAG, TRIGGER_TAG
+from choosemypower_dagster.schedules import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    TRIGGER_NAME_TAG,
+    TRIGGER_TAG,
+)
 from choosemypower_dagster.sensors import (
     CATALOG_CHANGE_TAG,
     RETRY_ATTEMPT_TAG,
@@ -148,7 +153,8 @@ def test_retry_sensor_backs_off_caps_attempts_and_forgets_recovered_cities(
     assert requested == set(still_failed)  # never the recovered city, never a healthy one
     assert recovered_early not in json.loads(cursor)
     assert all(r.tags[RETRY_ATTEMPT_TAG] == "1" for r in requests)
-    assert all(r.tags[TRIGGER_TAG] == "retry_failed_cities" for r in requests)
+    assert all(r.tags[TRIGGER_TAG] == "sensor" for r in requests)
+    assert all(r.tags[TRIGGER_NAME_TAG] == "retry_failed_cities" for r in requests)
     assert len({r.run_key for r in requests}) == len(requests)
 
     # Evaluated again before those runs happened: nothing new is requested.
