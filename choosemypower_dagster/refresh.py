@@ -8,7 +8,9 @@ Prints a summary and exits non-zero when any city failed. For cron, CI and `make
 import argparse
 import os
 import shutil
+import socket
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -22,6 +24,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
+from choosemypower_dagster.api.errors import ApiConfigError
 from choosemypower_dagster.catalog import TIERS
 from choosemypower_dagster.partitions import (
     city_keys,
@@ -29,10 +32,24 @@ from choosemypower_dagster.partitions import (
     contiguous_ranges,
     tier_of_city,
 )
-from choosemypower_dagster.resources.comparepower import API_URL_ENV_VAR, DEFAULT_BASE_URL
+from choosemypower_dagster.resources.comparepower import (
+    API_URL_ENV_VAR,
+    DEFAULT_BASE_URL,
+    ComparePowerClient,
+)
+from choosemypower_dagster.resources.warehouse import (
+    DATABASE_URL_ENV_VAR,
+    WarehouseConfigError,
+    WarehouseResource,
+)
+from choosemypower_dagster.site_files import EXPORT_DIR_ENV_VAR, ExportError, resolve_export_dir
 
 TRIGGER_TAG = "choosemypower/trigger"
 TIERS_TAG = "choosemypower/tiers"
+# The process running a command-launched run in process: lets the next command tell a run
+# whose process was killed (left STARTED forever, holding its pool slot) from a live one.
+PID_TAG = "choosemypower/pid"
+HOST_TAG = "choosemypower/host"
 
 
 @dataclass
@@ -51,6 +68,7 @@ class RefreshReport:
     active_providers: int | None = None
     source: str = "n/a"
     warehouse: str = "n/a"
+    export: str = "not updated (the previous files, if any, are kept)"
 
     @property
     def ok(self) -> bool:
@@ -74,7 +92,47 @@ def _range_tags(start: str, end: str, tiers: Sequence[str], trigger: str) -> dic
         ASSET_PARTITION_RANGE_END_TAG: end,
         TRIGGER_TAG: trigger,
         TIERS_TAG: ",".join(tiers),
+        PID_TAG: str(os.getpid()),
+        HOST_TAG: socket.gethostname(),
     }
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Fail the runs of refresh commands that died mid-run (e.g. SIGKILL); free their slots.
+
+    Such a run stays STARTED and keeps its `comparepower_api` pool slot, so without this the
+    next refresh would wait for that slot forever (no daemon watches in-process runs).
+    Returns the ids of the runs it failed.
+    """
+    unfinished = [
+        dg.DagsterRunStatus.STARTING,
+        dg.DagsterRunStatus.STARTED,
+        dg.DagsterRunStatus.CANCELING,
+    ]
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(statuses=unfinished, tags={HOST_TAG: socket.gethostname()})
+    )
+    recovered: list[str] = []
+    for run in runs:
+        pid = int(run.tags.get(PID_TAG) or 0)
+        if pid <= 0 or pid == os.getpid() or _process_alive(pid):
+            continue
+        instance.report_run_failed(
+            run, message=f"the refresh process (pid {pid}) ended before this run finished"
+        )
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        recovered.append(run.run_id)
+    return recovered
 
 
 def _failure_text(result: dg.ExecuteInProcessResult) -> str:
@@ -110,6 +168,7 @@ def run_refresh(
 
     started = time.monotonic()
     instance = instance or dg.DagsterInstance.get()
+    recover_abandoned_runs(instance)
     report = RefreshReport()
     if cities:
         owner = tier_of_city()
@@ -151,6 +210,7 @@ def run_refresh(
             raise_on_error=False,
         )
         report.runs.append(result.run_id)
+        report.export = _export_location(result) or report.export
         failed = _failed_cities(result)
         report.failed.update(failed)
         if not result.success and not failed:
@@ -158,6 +218,15 @@ def run_refresh(
     report.seconds = time.monotonic() - started
     _add_warehouse_figures(report)
     return report
+
+
+def _export_location(result: dg.ExecuteInProcessResult) -> str | None:
+    """Where this run's site export went, or None when the run did not export."""
+    for event in result.get_asset_materialization_events():
+        if event.asset_key == dg.AssetKey("site_export"):
+            meta = event.materialization.metadata
+            return f"{meta['export_dir'].value} ({meta['file_count'].value} files)"
+    return None
 
 
 def _adjacent(tiers: Sequence[str]) -> bool:
@@ -175,7 +244,9 @@ def _add_warehouse_figures(report: RefreshReport) -> None:
     from choosemypower_dagster.definitions import defs
     from choosemypower_dagster.warehouse import schema as t
 
-    warehouse = defs.resources["warehouse"]
+    # Resolve EnvVar fields (CHOOSEMYPOWER_DATABASE_URL) as a run would: outside a run the
+    # resource still holds the variable's name, not its value.
+    warehouse = defs.resources["warehouse"].process_config_and_initialize()
     with warehouse.begin() as conn:
         rows = conn.execute(
             sa.select(t.refresh_log).where(t.refresh_log.c.run_id.in_(report.runs))
@@ -200,6 +271,7 @@ def format_report(report: RefreshReport) -> str:
         f"  API:              {os.environ.get(API_URL_ENV_VAR, DEFAULT_BASE_URL)}"
         f" (data source: {report.source})",
         f"  warehouse:        {report.warehouse}",
+        f"  site export:      {report.export}",
         f"  cities refreshed: {report.refreshed} of {report.requested}",
         f"  cities failed:    {len(report.failed)}",
         f"  active plans:     {report.active_plans}",
@@ -216,6 +288,28 @@ def format_report(report: RefreshReport) -> str:
             lines.append(f"    ... and {len(report.failed) - 15} more")
     lines.extend(f"  error: {e}" for e in report.errors)
     return "\n".join(lines)
+
+
+def check_configuration() -> None:
+    """Fail fast on an unusable API URL or warehouse, before any run starts.
+
+    Raises `ApiConfigError`, `WarehouseConfigError` or `ExportError`; each names its
+    environment variable and never a password.
+    """
+    ComparePowerClient(
+        base_url=os.environ.get(API_URL_ENV_VAR) or DEFAULT_BASE_URL
+    ).validated_base_url()
+    WarehouseResource(url=os.environ.get(DATABASE_URL_ENV_VAR) or None).engine  # noqa: B018
+    directory = resolve_export_dir()
+    try:  # the export runs last: find out now, not after the whole refresh
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise ExportError(
+            f"cannot write the site export to {directory} (from {EXPORT_DIR_ENV_VAR}): "
+            f"{exc.strerror or exc}"
+        ) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -235,13 +329,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown tier(s) {', '.join(bad)}; choose from {', '.join(TIERS)}")
     cities = [c.strip() for c in args.cities.split(",") if c.strip()] if args.cities else None
     ensure_dagster_home()
-    report = run_refresh(
-        tiers=tiers,
-        cities=cities,
-        force=args.force,
-        trigger="manual",
-        log_level="DEBUG" if args.verbose else "WARNING",
-    )
+    try:  # a configuration error is one clear line and exit status 2, not a traceback
+        check_configuration()
+        report = run_refresh(
+            tiers=tiers,
+            cities=cities,
+            force=args.force,
+            trigger="manual",
+            log_level="DEBUG" if args.verbose else "WARNING",
+        )
+    except (ApiConfigError, WarehouseConfigError, ExportError) as exc:
+        print(f"configuration error: {exc}", file=sys.stderr, flush=True)
+        return 2
     print(format_report(report), flush=True)
     return 0 if report.ok else 1
 

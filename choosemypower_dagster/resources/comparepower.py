@@ -77,6 +77,10 @@ class ComparePowerClient(dg.ConfigurableResource):
         """HTTP requests this client instance has sent (retries included)."""
         return self._calls
 
+    def validated_base_url(self) -> str:
+        """The base URL without its trailing slash; `ApiConfigError` names the setting if bad."""
+        return self._validated_base()
+
     def _validated_base(self) -> str:
         parsed = urlparse(self.base_url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:

@@ -1,0 +1,209 @@
+"""Helpers for the reliability tests: warehouse snapshots, run outcomes, catalog facts."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import sqlalchemy as sa
+
+from choosemypower_dagster.catalog import load_catalog
+from choosemypower_dagster.partitions import city_keys
+from choosemypower_dagster.resources.warehouse import WarehouseResource
+from choosemypower_dagster.sandbox import SandboxServer
+from choosemypower_dagster.warehouse import schema as t
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# Columns a run restamps without changing what they describe: the rollups are recomputed
+# (same values) by every run, and the refresh log gets one row per run by design.
+RESTAMPED = {"city_summaries": {"computed_at"}, "providers": {"updated_at"}}
+RUN_LOG_TABLES = {"refresh_log"}
+
+
+@cache
+def catalog_tdsps() -> dict[str, tuple[str, ...]]:
+    """City slug -> the DUNS of the TDSPs serving it, from the packaged catalog."""
+    return {city.slug: tuple(city.tdsp_duns) for city in load_catalog()}
+
+
+def key_slice(start: int, stop: int) -> list[str]:
+    """City partition keys `start` .. `stop - 1` in partition order."""
+    return city_keys()[start:stop]
+
+
+def tdsps_of(slugs: Iterable[str]) -> set[str]:
+    """Every TDSP serving at least one of `slugs`."""
+    table = catalog_tdsps()
+    return {duns for slug in slugs for duns in table[slug]}
+
+
+def single_tdsp_run(min_len: int = 3) -> list[str]:
+    """The first run of adjacent city keys all served by the same single TDSP."""
+    keys, table = city_keys(), catalog_tdsps()
+    run: list[str] = []
+    for slug in keys:
+        if len(table[slug]) == 1 and run and table[run[0]] == table[slug]:
+            run.append(slug)
+        else:
+            run = [slug] if len(table[slug]) == 1 else []
+        if len(run) >= min_len:
+            return run
+    raise AssertionError("the catalog has no run of single-TDSP cities")
+
+
+def table_rows(
+    warehouse: WarehouseResource,
+    skip_tables: Iterable[str] = (),
+    skip_columns: Mapping[str, set[str]] | None = None,
+) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every warehouse table, sorted: a snapshot to compare before and after."""
+    skip_columns = skip_columns or {}
+    snapshot: dict[str, list[tuple[Any, ...]]] = {}
+    with warehouse.begin() as conn:
+        for table in t.metadata.sorted_tables:
+            if table.name in skip_tables:
+                continue
+            cols = [c for c in table.columns if c.name not in skip_columns.get(table.name, set())]
+            rows = conn.execute(sa.select(*cols)).all()
+            snapshot[table.name] = sorted((tuple(r) for r in rows), key=repr)
+    return snapshot
+
+
+def availability(warehouse: WarehouseResource) -> dict[str, dict[str, datetime]]:
+    """City slug -> {plan id: refreshed_at} from `city_plan_availability`."""
+    avail = t.city_plan_availability.c
+    out: dict[str, dict[str, datetime]] = {}
+    with warehouse.begin() as conn:
+        for slug, plan_id, stamp in conn.execute(
+            sa.select(avail.city_slug, avail.plan_id, avail.refreshed_at)
+        ):
+            out.setdefault(slug, {})[plan_id] = stamp
+    return out
+
+
+def plan_ids_by_external(warehouse: WarehouseResource) -> dict[tuple[str, str], str]:
+    """(external_id, tdsp_duns) -> our plan id."""
+    c = t.electricity_plans.c
+    with warehouse.begin() as conn:
+        rows = conn.execute(sa.select(c.external_id, c.tdsp_duns, c.id)).all()
+    return {(ext, duns): pid for ext, duns, pid in rows}
+
+
+def served_plan_ids(
+    warehouse: WarehouseResource, sandbox: SandboxServer, duns_list: Iterable[str]
+) -> set[str]:
+    """Our ids of the plans the sandbox serves now for these TDSPs (good plans only)."""
+    ids = plan_ids_by_external(warehouse)
+    wanted: set[str] = set()
+    for duns in duns_list:
+        for plan in sandbox.plans_for(duns):
+            key = (plan.get("_id"), duns)
+            if key in ids:
+                wanted.add(ids[key])
+    return wanted
+
+
+def failure_data(result: dg.ExecuteInProcessResult) -> tuple[str, dict[str, Any]]:
+    """The plans step's failure: its message and metadata values (empty when it succeeded)."""
+    for event in result.all_events:
+        if event.event_type_value != "STEP_FAILURE" or not event.step_failure_data:
+            continue
+        error = event.step_failure_data.error
+        user = event.step_failure_data.user_failure_data
+        meta = {k: v.value for k, v in user.metadata.items()} if user else {}
+        return (error.message if error else ""), meta
+    return "", {}
+
+
+def failed_cities(result: dg.ExecuteInProcessResult) -> dict[str, str]:
+    """City slug -> reason, as the plans step reports it."""
+    return dict(failure_data(result)[1].get("failed_cities", {}))
+
+
+def materialized_cities(result: dg.ExecuteInProcessResult) -> set[str]:
+    """The city partitions this run materialized."""
+    return {
+        event.partition
+        for event in result.get_asset_materialization_events()
+        if event.asset_key == dg.AssetKey("city_plans") and event.partition
+    }
+
+
+def run_messages(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """Every message of a run's event log (user logs and Dagster's own events)."""
+    out: list[str] = []
+    for entry in instance.all_logs(run_id):
+        out.append(entry.user_message or "")
+        if entry.dagster_event is not None and entry.dagster_event.message:
+            out.append(entry.dagster_event.message)
+    return out
+
+
+def refresh_totals(instance: dg.DagsterInstance, run_id: str) -> dict[str, Any]:
+    """The 'refresh totals' figures the plans step logs at the end of every run."""
+    for message in run_messages(instance, run_id):
+        if message.startswith("refresh totals: "):
+            return json.loads(message.removeprefix("refresh totals: "))
+    raise AssertionError(f"run {run_id} logged no refresh totals")
+
+
+def refresh_log_row(warehouse: WarehouseResource, run_id: str) -> Any:
+    """The warehouse's refresh_log row of one run."""
+    with warehouse.begin() as conn:
+        return conn.execute(sa.select(t.refresh_log).where(t.refresh_log.c.run_id == run_id)).one()
+
+
+def plans_requests(sandbox: SandboxServer) -> int:
+    """Plan-list requests the sandbox received since its counters were last reset."""
+    return sum(sandbox.stats()["plans_requests_by_tdsp"].values())
+
+
+def closed_port_url() -> str:
+    """An http URL on a loopback port nobody listens on: connections are refused."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def command_env(dagster_home: Path, **settings: str) -> dict[str, str]:
+    """The environment of a refresh command: ours minus project settings, plus `settings`."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CHOOSEMYPOWER_", "COMPAREPOWER_", "DAGSTER_"))
+    }
+    env["DAGSTER_HOME"] = str(dagster_home)
+    env["CHOOSEMYPOWER_EXPORT_DIR"] = str(dagster_home / "site-data")  # not the checkout's
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(settings)
+    return env
+
+
+def refresh_command(args: Sequence[str] = ()) -> list[str]:
+    return [sys.executable, "-m", "choosemypower_dagster.refresh", *args]
+
+
+def run_refresh_command(
+    env: Mapping[str, str], args: Sequence[str] = (), timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """Run the refresh command to completion, capturing its output."""
+    return subprocess.run(
+        refresh_command(args),
+        env=dict(env),
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
