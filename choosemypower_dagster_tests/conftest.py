@@ -59,11 +59,18 @@ def sandbox() -> Iterator[SandboxServer]:
 
 @pytest.fixture
 def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A temporary DAGSTER_HOME with the project's dagster.yaml."""
+    """A temporary DAGSTER_HOME with the project's dagster.yaml, its storage initialized.
+
+    Initializing up front matters: Dagster's SQLite run storage, created by two processes
+    at once (a webserver's code server and a refresh, say), can stamp its own alembic
+    version table twice and then refuses to load.
+    """
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text((PROJECT_ROOT / "dagster.yaml").read_text())
     monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.from_config(str(home)):
+        pass
     return home
 
 

@@ -101,6 +101,11 @@ def main() -> int:
     home = work / "dagster_home"
     home.mkdir()
     shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    # Create the instance's storage before the webserver and the refresh both open it.
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)):
+        pass
     sandbox, api_url = start_sandbox()
     env = dict(
         os.environ,
