@@ -11,6 +11,8 @@ from choosemypower_dagster.resources.warehouse import WarehouseResource
 from choosemypower_dagster.warehouse import migrate
 from choosemypower_dagster.warehouse.schema import metadata
 
+VERSION_OPTS = {"version_table": migrate.VERSION_TABLE}
+
 
 def _engine(url: str) -> sa.Engine:
     return sa.create_engine(url.replace("postgresql://", "postgresql+psycopg2://", 1))
@@ -23,9 +25,12 @@ def test_empty_database_upgrades_to_head_with_the_schema_of_schema_py(warehouse_
         assert (outcome.before, outcome.after) == (None, migrate.head_revision())
         with engine.connect() as conn:
             tables = set(sa.inspect(conn).get_table_names())
-            assert tables == set(metadata.tables) | {"alembic_version"}
+            assert tables == set(metadata.tables) | {migrate.VERSION_TABLE}
             # Columns, types, nullability, keys and indexes: no difference at all.
-            assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+            assert (
+                compare_metadata(MigrationContext.configure(conn, opts=VERSION_OPTS), metadata)
+                == []
+            )
             indexes = {i["name"] for i in sa.inspect(conn).get_indexes("electricity_plans")}
         assert {"ix_plans_tdsp_term", "ix_plans_tdsp_active_rate", "ix_plans_provider_id"} <= (
             indexes
@@ -36,18 +41,39 @@ def test_empty_database_upgrades_to_head_with_the_schema_of_schema_py(warehouse_
         engine.dispose()
 
 
+def test_a_foreign_alembic_version_table_is_left_alone(warehouse_url):
+    """Dagster's PostgreSQL storage keeps its revision in `alembic_version`; the warehouse may
+    share that database, so our migrations must neither read nor write that table."""
+    engine = _engine(warehouse_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE alembic_version (version_num VARCHAR(32))"))
+            conn.execute(sa.text("INSERT INTO alembic_version VALUES ('someone_elses_head')"))
+        outcome = migrate.upgrade(engine)
+        assert (outcome.before, outcome.after) == (None, migrate.head_revision())
+        with engine.connect() as conn:
+            assert set(metadata.tables) <= set(sa.inspect(conn).get_table_names())
+            foreign = conn.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+        assert [tuple(row) for row in foreign] == [("someone_elses_head",)]
+    finally:
+        engine.dispose()
+
+
 def test_pre_migration_database_is_adopted_and_upgraded(warehouse_url):
     """A warehouse made by create_all (before migrations) is stamped at 0001, then upgraded."""
     engine = _engine(warehouse_url)
     try:
         with engine.begin() as conn:
             migrate.command.upgrade(migrate.alembic_config(connection=conn), "0001")
-            conn.execute(sa.text("DROP TABLE alembic_version"))
+            conn.execute(sa.text(f"DROP TABLE {migrate.VERSION_TABLE}"))
         outcome = migrate.upgrade(engine)
         assert outcome.stamped_baseline
         assert outcome.after == migrate.head_revision()
         with engine.connect() as conn:
-            assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+            assert (
+                compare_metadata(MigrationContext.configure(conn, opts=VERSION_OPTS), metadata)
+                == []
+            )
     finally:
         engine.dispose()
 

@@ -8,6 +8,7 @@ the URL in the `sqlalchemy.url` option is used. Offline mode (`--sql`) prints th
 import sqlalchemy as sa
 from alembic import context
 
+from choosemypower_dagster.warehouse.migrate import VERSION_TABLE
 from choosemypower_dagster.warehouse.schema import metadata
 
 config = context.config
@@ -17,6 +18,7 @@ def _configure(connection: sa.Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,
+        version_table=VERSION_TABLE,
         # SQLite cannot ALTER most things in place: let later migrations use batch mode.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
@@ -28,6 +30,7 @@ def run_offline() -> None:
     context.configure(
         url=config.get_main_option("sqlalchemy.url"),
         target_metadata=metadata,
+        version_table=VERSION_TABLE,
         literal_binds=True,
     )
     with context.begin_transaction():

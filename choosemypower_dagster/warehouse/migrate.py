@@ -33,7 +33,11 @@ from alembic.script import ScriptDirectory
 log = logging.getLogger(__name__)
 
 BASELINE_REVISION = "0001"
-# Tables of the baseline revision: a database holding them but no alembic_version table was
+# Our own version table: the warehouse may share a database with Dagster's PostgreSQL
+# storage, whose migrations keep their revision in the default `alembic_version`.
+VERSION_TABLE = "choosemypower_alembic_version"
+
+# Tables of the baseline revision: a database holding them but no version table was
 # made by `metadata.create_all` before migrations existed, and is stamped, not recreated.
 BASELINE_TABLES = frozenset(
     {
@@ -91,7 +95,9 @@ def known_revisions() -> frozenset[str]:
 
 def current_revision(conn: sa.Connection) -> str | None:
     """The revision the database is stamped with (None when it has no version table)."""
-    return MigrationContext.configure(conn).get_current_revision()
+    return MigrationContext.configure(
+        conn, opts={"version_table": VERSION_TABLE}
+    ).get_current_revision()
 
 
 @dataclass(frozen=True)
