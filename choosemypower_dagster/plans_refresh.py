@@ -171,9 +171,16 @@ def refresh_cities(
         batch = ready[start : start + CITIES_PER_TRANSACTION]
         try:
             with warehouse.begin() as conn:
-                for target, plans in batch:
-                    plan_ids = [totals.writes[p.tdsp_duns].plan_ids[p.external_id] for p in plans]
-                    replace_city_availability(conn, target.slug, plan_ids, now)
+                replace_city_availability(
+                    conn,
+                    {
+                        target.slug: [
+                            totals.writes[p.tdsp_duns].plan_ids[p.external_id] for p in plans
+                        ]
+                        for target, plans in batch
+                    },
+                    now,
+                )
         except SQLAlchemyError as exc:
             reason = f"warehouse write failed: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
             for target, _ in batch:

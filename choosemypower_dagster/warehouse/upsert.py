@@ -24,7 +24,12 @@ def upsert(
     keys: Iterable[str],
     update: Iterable[str] | None = None,
 ) -> None:
-    """Insert `rows`; on a conflict of `keys`, overwrite the `update` columns (or do nothing)."""
+    """Insert `rows`; on a conflict of `keys`, overwrite the `update` columns (or do nothing).
+
+    On PostgreSQL the statement returns its keys: SQLAlchemy then sends the rows in
+    multi-row pages ("insertmanyvalues"); without RETURNING an ON CONFLICT insert falls
+    back to psycopg2's one-statement-per-row executemany (130k rows: 15 s instead of 1).
+    """
     if not rows:
         return
     keys = list(keys)
@@ -36,4 +41,6 @@ def upsert(
         )
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.returning(*[table.c[k] for k in keys])
     conn.execute(stmt, list(rows))

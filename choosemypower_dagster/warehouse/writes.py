@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -243,25 +243,36 @@ def write_tdsp_plans(
 
 
 def replace_city_availability(
-    conn: sa.Connection, city_slug: str, plan_ids: Sequence[str], now: datetime
+    conn: sa.Connection, plan_ids_by_city: Mapping[str, Sequence[str]], now: datetime
 ) -> tuple[int, int]:
-    """Make the city's availability exactly `plan_ids`; returns (added, removed)."""
+    """Make each city's availability exactly its plan ids; returns (added, removed) rows.
+
+    All the cities given are written by a handful of statements inside the caller's
+    transaction, whatever their number: a city is never half-written.
+    """
     avail = t.city_plan_availability
+    slugs = list(plan_ids_by_city)
+    if not slugs:
+        return 0, 0
     current = set(
-        conn.execute(sa.select(avail.c.plan_id).where(avail.c.city_slug == city_slug)).scalars()
-    )
-    wanted = set(plan_ids)
-    removed = current - wanted
-    if removed:
         conn.execute(
-            sa.delete(avail).where(avail.c.city_slug == city_slug, avail.c.plan_id.in_(removed))
+            sa.select(avail.c.city_slug, avail.c.plan_id).where(avail.c.city_slug.in_(slugs))
+        ).tuples()
+    )
+    wanted = {(slug, pid) for slug, ids in plan_ids_by_city.items() for pid in ids}
+    removed = sorted(current - wanted)
+    for start in range(0, len(removed), 1000):
+        conn.execute(
+            sa.delete(avail).where(
+                sa.tuple_(avail.c.city_slug, avail.c.plan_id).in_(removed[start : start + 1000])
+            )
         )
-    conn.execute(sa.update(avail).where(avail.c.city_slug == city_slug).values(refreshed_at=now))
+    conn.execute(sa.update(avail).where(avail.c.city_slug.in_(slugs)).values(refreshed_at=now))
     added = sorted(wanted - current)
     upsert(
         conn,
         avail,
-        [{"city_slug": city_slug, "plan_id": pid, "refreshed_at": now} for pid in added],
+        [{"city_slug": slug, "plan_id": pid, "refreshed_at": now} for slug, pid in added],
         keys=["city_slug", "plan_id"],
         update=[],
     )
