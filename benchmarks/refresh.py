@@ -1,0 +1,330 @@
+"""Benchmark the refresh: `make bench` (or `python benchmarks/refresh.py [--json]`).
+
+Every figure is measured through a real Dagster instance in a temporary DAGSTER_HOME
+against the sandbox API started with 200 ms latency per request. Each measurement runs
+in its own child process (so peak RSS is that refresh's own) and times the refresh
+only, not the Python start-up and imports (the floor likewise). Figures are medians
+over --repeats runs; the PostgreSQL and 10x figures too (10x: one run).
+
+  fresh_full_s      catalog + every city (plans, summaries), providers, site export; empty warehouse
+  cached_full_s     the same again within the cache TTL (no API call expected)
+  tier1_s           the tier1 range alone, forced fresh fetch, warm warehouse
+  floor_s           one run materializing the same city partitions of a do-nothing asset
+  fresh_full_pg_s   fresh_full on PostgreSQL (warehouse and instance), when a URL is given
+  fresh_full_10x_s  fresh_full with a catalog 10x larger (synthetic cities), one run
+"""
+
+import argparse
+import csv
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_ENV_VARS = ("CHOOSEMYPOWER_BENCH_POSTGRES_URL", "CHOOSEMYPOWER_TEST_POSTGRES_URL")
+
+
+# --------------------------------------------------------------------------- child side
+
+
+def _child(scenario: str) -> dict[str, Any]:
+    """Run one measured scenario in this process; returns its figures."""
+    import dagster as dg
+
+    if scenario == "floor":
+        return _child_floor(dg)
+    # Imports happen before the timer, as in the floor: start-up is not the refresh.
+    import choosemypower_dagster.definitions  # noqa: F401
+    from choosemypower_dagster.refresh import run_refresh
+
+    kwargs: dict[str, Any] = {"trigger": "benchmark"}
+    if scenario == "tier1":
+        kwargs.update(tiers=["tier1"], force=True)
+    started = time.perf_counter()
+    report = run_refresh(**kwargs)
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "ok": report.ok,
+        "cities": report.refreshed,
+        "failed": len(report.failed),
+        "plans": report.active_plans,
+        "errors": report.errors[:3],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def _child_floor(dg: Any) -> dict[str, Any]:
+    """Dagster's own cost: the same city partitions of an asset that does nothing."""
+    from dagster._core.storage.tags import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+    )
+
+    from choosemypower_dagster.partitions import city_keys, city_partitions
+
+    @dg.asset(
+        partitions_def=city_partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        output_required=False,
+    )
+    def do_nothing(context: dg.AssetExecutionContext):  # noqa: ANN202 - generator asset
+        for key in context.partition_keys:
+            yield dg.AssetMaterialization(asset_key=context.asset_key, partition=key)
+
+    keys = city_keys()
+    instance = dg.DagsterInstance.get()
+    started = time.perf_counter()
+    result = dg.materialize(
+        [do_nothing],
+        instance=instance,
+        tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
+    )
+    return {
+        "seconds": time.perf_counter() - started,
+        "ok": result.success,
+        "cities": len(keys),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+# -------------------------------------------------------------------------- parent side
+
+
+def _start_sandbox() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "choosemypower_dagster.sandbox",
+            "--port",
+            "0",
+            "--latency-ms",
+            "200",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line.startswith("sandbox listening on "):
+        proc.kill()
+        raise SystemExit(f"sandbox did not start: {line!r}")
+    return proc, line.removeprefix("sandbox listening on ")
+
+
+def _sandbox_requests(api_url: str) -> int:
+    import httpx
+
+    stats = httpx.get(f"{api_url}/__sandbox/stats", timeout=5).json()
+    return int(sum(stats.get("plans_requests_by_tdsp", {}).values()))
+
+
+def _new_home(base: Path, instance_yaml: str = "") -> Path:
+    home = base / f"home-{uuid.uuid4().hex[:8]}"
+    home.mkdir()
+    project_yaml = (ROOT / "dagster.yaml").read_text()
+    (home / "dagster.yaml").write_text(project_yaml + "\n" + instance_yaml)
+    return home
+
+
+def _run_child(scenario: str, env: dict[str, str]) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", scenario],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"{scenario} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    figures = json.loads(lines[-1])
+    if not figures.get("ok"):
+        raise SystemExit(f"{scenario} did not succeed: {figures}")
+    return figures
+
+
+def _env(home: Path, api_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHOOSEMYPOWER_")}
+    env.update(
+        DAGSTER_HOME=str(home),
+        COMPAREPOWER_API_URL=api_url,
+        CHOOSEMYPOWER_EXPORT_DIR=str(home / "site-data"),
+        PYTHONWARNINGS="ignore",
+    )
+    env.update(extra)
+    return env
+
+
+def _pg_database(base_url: str) -> tuple[str, str]:
+    """Create a fresh PostgreSQL database; returns (sqlalchemy url, name)."""
+    import sqlalchemy as sa
+
+    name = f"cmp_bench_{uuid.uuid4().hex[:10]}"
+    url = sa.make_url(base_url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return url.set(database=name).render_as_string(hide_password=False), name
+
+
+def _drop_pg_database(base_url: str, name: str) -> None:
+    import sqlalchemy as sa
+
+    url = sa.make_url(base_url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _ten_times_catalog(target: Path) -> int:
+    """A catalog 10x larger: each real city plus nine synthetic copies of it."""
+    from choosemypower_dagster.catalog import packaged_catalog_path
+
+    with packaged_catalog_path().open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        fields = list(reader.fieldnames or [])
+        rows = list(reader)
+    out: list[dict[str, str]] = []
+    for tier in ("tier1", "tier2", "tier3"):
+        for row in (r for r in rows if r["tier"] == tier):
+            out.append(row)
+            out.extend(
+                {**row, "slug": row["slug"].removesuffix("-tx") + f"-copy{i}-tx"}
+                for i in range(1, 10)
+            )
+    with target.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(out)
+    return len(out)
+
+
+def measure(repeats: int, with_10x: bool, pg_url: str | None) -> dict[str, Any]:
+    sandbox, api_url = _start_sandbox()
+    figures: dict[str, Any] = {"repeats": repeats}
+    try:
+        with tempfile.TemporaryDirectory(prefix="cmp-bench-") as tmp:
+            base = Path(tmp)
+            fresh, cached, tier1, floor, rss = [], [], [], [], []
+            calls_fresh, calls_cached = [], []
+            for _ in range(repeats):
+                home = _new_home(base)
+                env = _env(home, api_url)
+                before = _sandbox_requests(api_url)
+                run = _run_child("full", env)
+                calls_fresh.append(_sandbox_requests(api_url) - before)
+                fresh.append(run["seconds"])
+                rss.append(run["peak_rss_mb"])
+                figures["cities"], figures["plans"] = run["cities"], run["plans"]
+                before = _sandbox_requests(api_url)
+                run = _run_child("full", env)
+                calls_cached.append(_sandbox_requests(api_url) - before)
+                cached.append(run["seconds"])
+                rss.append(run["peak_rss_mb"])
+                tier1.append(_run_child("tier1", env)["seconds"])
+                floor.append(_run_child("floor", _env(_new_home(base), api_url))["seconds"])
+            figures.update(
+                fresh_full_s=statistics.median(fresh),
+                cached_full_s=statistics.median(cached),
+                tier1_s=statistics.median(tier1),
+                floor_s=statistics.median(floor),
+                api_calls_fresh=max(calls_fresh),
+                api_calls_cached=max(calls_cached),
+                peak_rss_mb=max(rss),
+            )
+            figures["fresh_over_floor"] = figures["fresh_full_s"] / figures["floor_s"]
+
+            if pg_url:
+                pg_runs = []
+                for _ in range(repeats):
+                    url, name = _pg_database(pg_url)
+                    try:
+                        instance_yaml = (
+                            "storage:\n  postgres:\n    postgres_url: " + json.dumps(url) + "\n"
+                        )
+                        home = _new_home(base, instance_yaml)
+                        env = _env(home, api_url, CHOOSEMYPOWER_DATABASE_URL=url)
+                        pg_runs.append(_run_child("full", env)["seconds"])
+                    finally:
+                        _drop_pg_database(pg_url, name)
+                figures["fresh_full_pg_s"] = statistics.median(pg_runs)
+                figures["pg_over_sqlite"] = figures["fresh_full_pg_s"] / figures["fresh_full_s"]
+
+            if with_10x:
+                catalog = base / "cities-10x.csv"
+                figures["cities_10x"] = _ten_times_catalog(catalog)
+                home = _new_home(base)
+                env = _env(home, api_url, CHOOSEMYPOWER_CITY_CATALOG=str(catalog))
+                figures["fresh_full_10x_s"] = _run_child("full", env)["seconds"]
+                figures["growth_10x"] = figures["fresh_full_10x_s"] / figures["fresh_full_s"]
+    finally:
+        sandbox.terminate()
+        sandbox.wait(timeout=10)
+    return figures
+
+
+TARGETS = {
+    "fresh_full_s": ("<=", 25),
+    "fresh_over_floor": ("<=", 1.5),
+    "cached_full_s": ("<=", 22),
+    "tier1_s": ("<=", 8),
+    "api_calls_fresh": ("<=", 5),
+    "api_calls_cached": ("<=", 0),
+    "peak_rss_mb": ("<=", 600),
+    "pg_over_sqlite": ("<=", 1.6),
+    "growth_10x": ("<=", 12),
+}
+
+
+def format_table(figures: dict[str, Any]) -> str:
+    lines = [
+        f"Refresh benchmark (median of {figures['repeats']} repeat(s); 10x and PG as noted)",
+        f"{'figure':<20}{'value':>12}  target",
+    ]
+    for key, value in figures.items():
+        if key == "repeats":
+            continue
+        target = TARGETS.get(key)
+        shown = f"{value:.2f}" if isinstance(value, float) else str(value)
+        verdict = ""
+        if target:
+            ok = value <= target[1]
+            verdict = f"{target[0]} {target[1]}  {'met' if ok else 'NOT MET'}"
+        lines.append(f"{key:<20}{shown:>12}  {verdict}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="also print one JSON object")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-10x", action="store_true", help="skip the 10x catalog run")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(_child(args.child)), flush=True)
+        return 0
+    pg_url = next((os.environ[v] for v in PG_ENV_VARS if os.environ.get(v)), None)
+    figures = measure(args.repeats, not args.no_10x, pg_url)
+    print(format_table(figures))
+    if args.json:
+        print(
+            json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()})
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
