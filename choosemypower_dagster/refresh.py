@@ -19,10 +19,6 @@ from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as sa
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from choosemypower_dagster.api.errors import ApiConfigError
 from choosemypower_dagster.catalog import TIERS
@@ -43,9 +39,8 @@ from choosemypower_dagster.resources.warehouse import (
     WarehouseResource,
 )
 from choosemypower_dagster.site_files import EXPORT_DIR_ENV_VAR, ExportError, resolve_export_dir
+from choosemypower_dagster.tags import RANGE_END_TAG, RANGE_START_TAG, TIERS_TAG, TRIGGER_TAG
 
-TRIGGER_TAG = "choosemypower/trigger"
-TIERS_TAG = "choosemypower/tiers"
 # The process running a command-launched run in process: lets the next command tell a run
 # whose process was killed (left STARTED forever, holding its pool slot) from a live one.
 PID_TAG = "choosemypower/pid"
@@ -88,8 +83,8 @@ def ensure_dagster_home() -> Path:
 
 def _range_tags(start: str, end: str, tiers: Sequence[str], trigger: str) -> dict[str, str]:
     return {
-        ASSET_PARTITION_RANGE_START_TAG: start,
-        ASSET_PARTITION_RANGE_END_TAG: end,
+        RANGE_START_TAG: start,
+        RANGE_END_TAG: end,
         TRIGGER_TAG: trigger,
         TIERS_TAG: ",".join(tiers),
         PID_TAG: str(os.getpid()),

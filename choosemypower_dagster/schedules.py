@@ -19,13 +19,15 @@ from choosemypower_dagster.catalog import TIERS
 from choosemypower_dagster.jobs import city_refresh, reference_refresh
 from choosemypower_dagster.maintenance import warehouse_maintenance
 from choosemypower_dagster.partitions import tier_key_range
+from choosemypower_dagster.tags import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    TIERS_TAG,
+    TRIGGER_NAME_TAG,
+    TRIGGER_TAG,
+)
 
 TIMEZONE = "America/Chicago"
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
-TRIGGER_TAG = "choosemypower/trigger"  # schedule, sensor, manual or backfill
-TRIGGER_NAME_TAG = "choosemypower/trigger_name"  # which schedule or sensor
-TIERS_TAG = "choosemypower/tiers"
 
 
 def run_key(name: str, scheduled_time: datetime) -> str:
