@@ -100,25 +100,9 @@ def _child_floor(dg: Any) -> dict[str, Any]:
 
 
 def _start_sandbox() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "choosemypower_dagster.sandbox",
-            "--port",
-            "0",
-            "--latency-ms",
-            "200",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    if not line.startswith("sandbox listening on "):
-        proc.kill()
-        raise SystemExit(f"sandbox did not start: {line!r}")
-    return proc, line.removeprefix("sandbox listening on ")
+    from choosemypower_dagster.demo import start_sandbox
+
+    return start_sandbox(["--latency-ms", "200"])
 
 
 def _sandbox_requests(api_url: str) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +86,8 @@ def _postgres_schema_url(base: str, schema: str) -> str:
     )
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
+@contextmanager
+def postgres_schema() -> Iterator[str]:
     """A fresh, empty PostgreSQL schema (dropped afterwards), as a SQLAlchemy URL."""
     base = postgres_base_url()
     if not base:
@@ -104,6 +105,27 @@ def postgres_url() -> Iterator[str]:
                 conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         finally:
             admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL schema for one test."""
+    with postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def module_warehouse(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WarehouseResource]:
+    """A warehouse shared by one module's tests: a SQLite file, then a PostgreSQL schema."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("warehouse") / "warehouse.sqlite"
+        yield WarehouseResource(url=f"sqlite:///{path}")
+        dispose_engines()
+        return
+    with postgres_schema() as url:
+        yield WarehouseResource(url=url)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -8,7 +8,6 @@ and leave the data as they found it.
 """
 
 import statistics
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,18 +24,15 @@ from choosemypower_dagster.partitions import (
     contiguous_ranges,
 )
 from choosemypower_dagster.resources.catalog import CityCatalogResource
-from choosemypower_dagster.resources.warehouse import WarehouseResource, dispose_engines
+from choosemypower_dagster.resources.warehouse import WarehouseResource
 from choosemypower_dagster.sandbox import SandboxConfig, SandboxServer
 from choosemypower_dagster.tdsps import load_tdsps, tdsps_by_duns
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster.warehouse.ids import object_id_problem
 from choosemypower_dagster_tests.conftest import (
-    POSTGRES_ENV_VAR,
-    _postgres_schema_url,
     fast_client,
     materialize_catalog,
     materialize_cities,
-    postgres_base_url,
 )
 
 ALL_DUNS = sorted(x.duns for x in load_tdsps())
@@ -65,32 +61,6 @@ def catalog() -> list[City]:
 def module_sandbox() -> Iterator[SandboxServer]:
     with SandboxServer(SandboxConfig()) as server:
         yield server
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def module_warehouse(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[WarehouseResource]:
-    """A warehouse shared by this module's tests: a SQLite file, then a PostgreSQL schema."""
-    if request.param == "sqlite":
-        path = tmp_path_factory.mktemp("plans") / "warehouse.sqlite"
-        yield WarehouseResource(url=f"sqlite:///{path}")
-        dispose_engines()
-        return
-    base = postgres_base_url()
-    if not base:
-        pytest.skip(f"PostgreSQL not configured: set {POSTGRES_ENV_VAR} to run this case")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base.replace("postgresql://", "postgresql+psycopg2://", 1))
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield WarehouseResource(url=_postgres_schema_url(base, schema))
-    finally:
-        dispose_engines()
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,7 @@ the row and the field while leaving every row exactly as it was.
 """
 
 import csv
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,44 +18,15 @@ from choosemypower_dagster.assets.keys import TDSP_TERRITORIES, TEXAS_CITIES
 from choosemypower_dagster.assets.reference import tdsp_territories, texas_cities
 from choosemypower_dagster.catalog import City, load_catalog, packaged_catalog_path
 from choosemypower_dagster.resources.catalog import CityCatalogResource
-from choosemypower_dagster.resources.warehouse import WarehouseResource, dispose_engines
+from choosemypower_dagster.resources.warehouse import WarehouseResource
 from choosemypower_dagster.tdsps import load_tdsps, tdsps_by_duns
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster_tests.conftest import (
-    POSTGRES_ENV_VAR,
-    _postgres_schema_url,
-    postgres_base_url,
     range_tags,
 )
 
 REFERENCE_ASSETS = [tdsp_territories, texas_cities]
 UNKNOWN_DUNS = "9" * 9
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def module_warehouse(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[WarehouseResource]:
-    """A warehouse shared by this module's tests: a SQLite file, then a PostgreSQL schema."""
-    if request.param == "sqlite":
-        path = tmp_path_factory.mktemp("reference") / "warehouse.sqlite"
-        yield WarehouseResource(url=f"sqlite:///{path}")
-        dispose_engines()
-        return
-    base = postgres_base_url()
-    if not base:
-        pytest.skip(f"PostgreSQL not configured: set {POSTGRES_ENV_VAR} to run this case")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base.replace("postgresql://", "postgresql+psycopg2://", 1))
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield WarehouseResource(url=_postgres_schema_url(base, schema))
-    finally:
-        dispose_engines()
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def materialize_reference(

@@ -28,6 +28,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from choosemypower_dagster.catalog import COLUMNS as CATALOG_COLUMNS
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = PROJECT_ROOT / "choosemypower_dagster" / "data"
 DEFAULT_REFERENCE_DIR = PROJECT_ROOT.parent / "shared" / "reference"
@@ -41,18 +43,7 @@ EARTH_RADIUS_KM = 6371.0088
 TIER_SIZES: tuple[tuple[str, int | None], ...] = (("tier1", 200), ("tier2", 300), ("tier3", None))
 MIN_GEONAMES_POPULATION = 500
 
-CITY_COLUMNS = (
-    "slug",
-    "name",
-    "county",
-    "population",
-    "latitude",
-    "longitude",
-    "tier",
-    "tdsp_duns",
-    "primary_tdsp_duns",
-    "zip_codes",
-)
+CITY_COLUMNS = CATALOG_COLUMNS  # the loader validates exactly these columns
 TDSP_COLUMNS = ("duns", "code", "name", "short_name", "abbreviation", "service_region", "website")
 TDSP_SHORT_NAMES = {
     "ONCOR": "Oncor",
