@@ -20,8 +20,8 @@ import sqlalchemy as sa
 
 from choosemypower_dagster.warehouse import schema as t
 
-USAGES = (500, 1000, 2000)
-TERMS = (12, 24, 36)
+USAGES = t.USAGES
+TERMS = t.TERMS
 TOP_PROVIDERS = 10
 RATE_DIGITS = 4
 CITIES_FILE = "cities-tx.json"

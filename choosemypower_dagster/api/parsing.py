@@ -14,8 +14,6 @@ from typing import Any
 
 from choosemypower_dagster.api.errors import MalformedResponseError
 
-USAGES = (500, 1000, 2000)
-
 
 @dataclass(frozen=True)
 class PlanRecord:

@@ -20,8 +20,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-#: The usages (kWh per month) at which plans quote an average price.
-USAGES: tuple[int, ...] = (500, 1000, 2000)
+from choosemypower_dagster.warehouse.schema import USAGES  # kWh at which plans quote prices
 
 
 class ComponentError(ValueError):

@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster.warehouse.upsert import upsert
 
-USAGES = (500, 1000, 2000)
-TERMS = (12, 24, 36)
+USAGES = t.USAGES
+TERMS = t.TERMS
 
 
 def frame(result: sa.Result[Any], columns: list[str]) -> pd.DataFrame:

@@ -6,6 +6,9 @@ import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
+USAGES = (500, 1000, 2000)  # kWh a month at which plans are priced (rate_500, ...)
+TERMS = (12, 24, 36)  # contract months summarised per city (cheapest_12m_...)
+
 TS = sa.DateTime(timezone=True)
 
 tdsp_territories = sa.Table(
@@ -126,14 +129,14 @@ city_summaries = sa.Table(
     sa.Column("provider_count", sa.Integer, nullable=False),
     *[
         sa.Column(f"rate_{usage}_{stat}", sa.Float)
-        for usage in (500, 1000, 2000)
+        for usage in USAGES
         for stat in ("min", "median", "mean", "max")
     ],
     sa.Column("green_100_share", sa.Float),
     sa.Column("fixed_rate_share", sa.Float),
     *[
         col
-        for term in (12, 24, 36)
+        for term in TERMS
         for col in (
             sa.Column(f"cheapest_{term}m_plan_id", sa.String(24)),
             sa.Column(f"cheapest_{term}m_rate_1000", sa.Float),
