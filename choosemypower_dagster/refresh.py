@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
@@ -31,12 +32,9 @@ from choosemypower_dagster.partitions import (
 from choosemypower_dagster.resources.comparepower import (
     API_URL_ENV_VAR,
     DEFAULT_BASE_URL,
-    ComparePowerClient,
 )
 from choosemypower_dagster.resources.warehouse import (
-    DATABASE_URL_ENV_VAR,
     WarehouseConfigError,
-    WarehouseResource,
 )
 from choosemypower_dagster.site_files import EXPORT_DIR_ENV_VAR, ExportError, resolve_export_dir
 from choosemypower_dagster.tags import RANGE_END_TAG, RANGE_START_TAG, TIERS_TAG, TRIGGER_TAG
@@ -235,13 +233,20 @@ def range_keys(key_range: dg.PartitionKeyRange) -> list[str]:
     return keys[keys.index(key_range.start) : keys.index(key_range.end) + 1]
 
 
+def _resource(name: str) -> Any:
+    """A resource of the definitions, its EnvVar fields resolved as a run resolves them.
+
+    Outside a run a resource still holds the variable's name, not its value.
+    """
+    from choosemypower_dagster.definitions import defs  # after DAGSTER_HOME is settled
+
+    return defs.resources[name].process_config_and_initialize()
+
+
 def _add_warehouse_figures(report: RefreshReport) -> None:
-    from choosemypower_dagster.definitions import defs
     from choosemypower_dagster.warehouse import schema as t
 
-    # Resolve EnvVar fields (CHOOSEMYPOWER_DATABASE_URL) as a run would: outside a run the
-    # resource still holds the variable's name, not its value.
-    warehouse = defs.resources["warehouse"].process_config_and_initialize()
+    warehouse = _resource("warehouse")
     with warehouse.begin() as conn:
         rows = conn.execute(
             sa.select(t.refresh_log).where(t.refresh_log.c.run_id.in_(report.runs))
@@ -291,10 +296,8 @@ def check_configuration() -> None:
     Raises `ApiConfigError`, `WarehouseConfigError` or `ExportError`; each names its
     environment variable and never a password.
     """
-    ComparePowerClient(
-        base_url=os.environ.get(API_URL_ENV_VAR) or DEFAULT_BASE_URL
-    ).validated_base_url()
-    WarehouseResource(url=os.environ.get(DATABASE_URL_ENV_VAR) or None).engine  # noqa: B018
+    _resource("comparepower").validated_base_url()
+    _resource("warehouse").engine  # noqa: B018 - opening it is the check
     directory = resolve_export_dir()
     try:  # the export runs last: find out now, not after the whole refresh
         directory.mkdir(parents=True, exist_ok=True)
