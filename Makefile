@@ -16,7 +16,7 @@ install: $(STAMP)
 
 ## The main job: a full refresh of every city against the bundled sandbox API (SQLite).
 demo: $(STAMP)
-	$(BIN)/python -m choosemypower_dagster.demo
+	$(BIN)/python -m choosemypower_dagster.cli.demo
 
 ## The test suite (PostgreSQL cases run when CHOOSEMYPOWER_TEST_POSTGRES_URL is set).
 test: $(STAMP)

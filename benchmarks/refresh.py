@@ -43,7 +43,7 @@ def _child(scenario: str) -> dict[str, Any]:
         return _child_floor(dg)
     # Imports happen before the timer, as in the floor: start-up is not the refresh.
     import choosemypower_dagster.definitions  # noqa: F401
-    from choosemypower_dagster.refresh import run_refresh
+    from choosemypower_dagster.cli.refresh import run_refresh
 
     kwargs: dict[str, Any] = {"trigger": "benchmark"}
     if scenario == "tier1":
@@ -69,7 +69,8 @@ def _child_floor(dg: Any) -> dict[str, Any]:
         ASSET_PARTITION_RANGE_START_TAG,
     )
 
-    from choosemypower_dagster.partitions import city_keys, city_partitions
+    from choosemypower_dagster.catalog.keys import city_keys
+    from choosemypower_dagster.defs.partitions import city_partitions
 
     @dg.asset(
         partitions_def=city_partitions,
@@ -100,7 +101,7 @@ def _child_floor(dg: Any) -> dict[str, Any]:
 
 
 def _start_sandbox() -> tuple[subprocess.Popen[str], str]:
-    from choosemypower_dagster.demo import start_sandbox
+    from choosemypower_dagster.sandbox.launcher import start_sandbox
 
     return start_sandbox(["--latency-ms", "200"])
 
@@ -174,7 +175,7 @@ def _drop_pg_database(base_url: str, name: str) -> None:
 
 def _ten_times_catalog(target: Path) -> int:
     """A catalog 10x larger: each real city plus nine synthetic copies of it."""
-    from choosemypower_dagster.catalog import packaged_catalog_path
+    from choosemypower_dagster.catalog.cities import packaged_catalog_path
 
     with packaged_catalog_path().open(newline="") as handle:
         reader = csv.DictReader(handle)

@@ -22,13 +22,14 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from choosemypower_dagster.api import throttle
-from choosemypower_dagster.assets.plans import refresh_city_plans
-from choosemypower_dagster.assets.reference import tdsp_territories, texas_cities
-from choosemypower_dagster.resources.catalog import CityCatalogResource
-from choosemypower_dagster.resources.comparepower import ComparePowerClient
-from choosemypower_dagster.resources.warehouse import WarehouseResource, dispose_engines
+from choosemypower_dagster.comparepower import pacing as throttle
+from choosemypower_dagster.comparepower.client import ComparePowerClient
+from choosemypower_dagster.defs.assets.plans import refresh_city_plans
+from choosemypower_dagster.defs.assets.reference import tdsp_territories, texas_cities
+from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
 from choosemypower_dagster.sandbox import SandboxConfig, SandboxServer
+from choosemypower_dagster.settings import EXPORT_DIR
+from choosemypower_dagster.warehouse.engine import dispose_engines
 
 POSTGRES_ENV_VAR = "CHOOSEMYPOWER_TEST_POSTGRES_URL"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +48,7 @@ def _fresh_process_state() -> Iterator[None]:
 def _export_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Site exports go to a temporary directory, never into the repository's build/."""
     target = tmp_path / "site-data"
-    monkeypatch.setenv("CHOOSEMYPOWER_EXPORT_DIR", str(target))
+    monkeypatch.setenv(EXPORT_DIR.name, str(target))
     return target
 
 
@@ -205,3 +206,4 @@ def materialize_cities(
         run_config={"ops": {"refresh_city_plans": {"config": {"force_refresh": force}}}},
         raise_on_error=raise_on_error,
     )
+

@@ -15,15 +15,14 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
-from choosemypower_dagster.assets.keys import CITY_SUMMARIES, PROVIDERS
-from choosemypower_dagster.checks import asset_checks as ac
-from choosemypower_dagster.checks.asset_checks import ASSET_CHECKS
+from choosemypower_dagster.catalog.keys import city_keys, city_keys_by_tier
 from choosemypower_dagster.checks.integrity import plan_id_snapshots
-from choosemypower_dagster.jobs import CITY_JOB, city_refresh
-from choosemypower_dagster.partitions import city_keys, city_keys_by_tier
-from choosemypower_dagster.resources.catalog import CityCatalogResource
-from choosemypower_dagster.resources.comparepower import ComparePowerClient
-from choosemypower_dagster.resources.warehouse import WarehouseResource
+from choosemypower_dagster.comparepower.client import ComparePowerClient
+from choosemypower_dagster.defs import checks as ac
+from choosemypower_dagster.defs.checks import ASSET_CHECKS
+from choosemypower_dagster.defs.jobs import CITY_JOB, city_refresh
+from choosemypower_dagster.defs.keys import CITY_SUMMARIES, PROVIDERS
+from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster.warehouse.ids import new_object_id
 from choosemypower_dagster_tests.conftest import (

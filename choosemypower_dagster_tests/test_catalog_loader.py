@@ -12,24 +12,22 @@ from pathlib import Path
 
 import pytest
 
-from choosemypower_dagster.catalog import (
-    TIERS,
+from choosemypower_dagster.catalog.cities import (
     CatalogError,
     City,
     load_catalog,
     packaged_catalog_path,
 )
-from choosemypower_dagster.partitions import (
-    city_keys,
-    city_keys_by_tier,
+from choosemypower_dagster.catalog.keys import city_keys, city_keys_by_tier, tier_of_city
+from choosemypower_dagster.catalog.tdsps import load_tdsps
+from choosemypower_dagster.catalog.tiers import TIERS
+from choosemypower_dagster.defs.partitions import (
     city_partitions,
     contiguous_ranges,
     tier_key_range,
-    tier_of_city,
     tier_partitions,
     tier_to_cities_mapping,
 )
-from choosemypower_dagster.tdsps import load_tdsps
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_TDSPS = PROJECT_ROOT.parent / "shared" / "reference" / "tdsp_territories.csv"

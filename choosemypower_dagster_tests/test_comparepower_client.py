@@ -11,16 +11,16 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
-from choosemypower_dagster.api.errors import (
+from choosemypower_dagster.catalog.tdsps import load_tdsps
+from choosemypower_dagster.comparepower.client import PLANS_PATH, ComparePowerClient
+from choosemypower_dagster.comparepower.errors import (
     ApiConfigError,
     ApiUnavailableError,
     CircuitOpenError,
     MalformedResponseError,
 )
-from choosemypower_dagster.api.parsing import parse_plans
-from choosemypower_dagster.resources.comparepower import PLANS_PATH, ComparePowerClient
+from choosemypower_dagster.comparepower.parsing import parse_plans
 from choosemypower_dagster.sandbox import SandboxServer
-from choosemypower_dagster.tdsps import load_tdsps
 from choosemypower_dagster_tests.conftest import fast_client
 
 DUNS = [x.duns for x in load_tdsps()]

@@ -20,12 +20,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from choosemypower_dagster.api.parsing import parse_plans
-from choosemypower_dagster.assets.keys import CITY_PLANS
-from choosemypower_dagster.assets.plans import API_POOL
-from choosemypower_dagster.partitions import city_keys_by_tier
-from choosemypower_dagster.resources.warehouse import WarehouseResource
-from choosemypower_dagster.tdsps import load_tdsps
+from choosemypower_dagster.catalog.keys import city_keys_by_tier
+from choosemypower_dagster.catalog.tdsps import load_tdsps
+from choosemypower_dagster.comparepower.parsing import parse_plans
+from choosemypower_dagster.defs.keys import API_POOL, CITY_PLANS
+from choosemypower_dagster.defs.resources import WarehouseResource
 from choosemypower_dagster.warehouse import rollups
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster.warehouse.writes import write_tdsp_plans

@@ -7,15 +7,16 @@ from pathlib import Path
 
 import dagster as dg
 
-from choosemypower_dagster.assets.keys import (
+from choosemypower_dagster.catalog.keys import city_keys
+from choosemypower_dagster.definitions import defs
+from choosemypower_dagster.defs.keys import (
     CITY_PLANS,
     CITY_SUMMARIES,
     PROVIDERS,
     TDSP_TERRITORIES,
     TEXAS_CITIES,
 )
-from choosemypower_dagster.definitions import defs
-from choosemypower_dagster.partitions import city_keys, tier_key_range
+from choosemypower_dagster.defs.partitions import tier_key_range
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DAGSTER_CLI = Path(sys.executable).with_name("dagster")

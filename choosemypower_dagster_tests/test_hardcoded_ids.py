@@ -13,15 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from choosemypower_dagster.checks.hardcoded_ids import (
-    CONFIG_SUFFIXES,
+from choosemypower_dagster.lint.allowlist import (
     DEFAULT_ALLOWLIST_PATH,
-    PYTHON_SUFFIXES,
     Allowlist,
     AllowlistError,
+    load_allowlist,
+)
+from choosemypower_dagster.lint.hardcoded_ids import (
+    CONFIG_SUFFIXES,
+    PYTHON_SUFFIXES,
     Finding,
     default_scan_root,
-    load_allowlist,
     mask_literal,
     scan_file,
     scan_paths,
@@ -432,7 +434,7 @@ def test_mask_literal_keeps_only_the_ends() -> None:
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run the scanner as `python -m` with this interpreter (the project's virtualenv)."""
     return subprocess.run(
-        [sys.executable, "-m", "choosemypower_dagster.checks.hardcoded_ids", *args],
+        [sys.executable, "-m", "choosemypower_dagster.cli.scan_ids", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -494,7 +496,7 @@ def test_default_scan_root_is_the_package_directory() -> None:
 
     assert root.name == "choosemypower_dagster"
     assert (root / "__init__.py").is_file()
-    assert (root / "checks" / "hardcoded_ids.py").is_file()
+    assert (root / "lint" / "hardcoded_ids.py").is_file()
 
 
 def test_repository_source_holds_no_hard_coded_ids() -> None:

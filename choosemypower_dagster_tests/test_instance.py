@@ -12,12 +12,12 @@ from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
     QueuedRunCoordinatorDaemon,
 )
 
-from choosemypower_dagster.assets.plans import API_POOL, refresh_city_plans
-from choosemypower_dagster.partitions import city_keys
-from choosemypower_dagster.resources.catalog import CityCatalogResource
-from choosemypower_dagster.resources.comparepower import API_URL_ENV_VAR
-from choosemypower_dagster.resources.warehouse import DATABASE_URL_ENV_VAR, WarehouseResource
-from choosemypower_dagster.schedules import RANGE_END_TAG, RANGE_START_TAG, TRIGGER_TAG
+from choosemypower_dagster.catalog.keys import city_keys
+from choosemypower_dagster.defs.assets.plans import refresh_city_plans
+from choosemypower_dagster.defs.keys import API_POOL
+from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
+from choosemypower_dagster.defs.tags import RANGE_END_TAG, RANGE_START_TAG, TRIGGER_TAG
+from choosemypower_dagster.settings import API_URL, DATABASE_URL
 from choosemypower_dagster_tests.conftest import (
     ALL_ASSETS,
     PROJECT_ROOT,
@@ -88,8 +88,8 @@ def test_a_queued_run_is_dequeued_and_launched_by_the_daemon(
     """Submit a city run to the queued coordinator, run one daemon iteration, and see it
     launched (in a gRPC code server, like `dagster-daemon`) and finish successfully."""
     warehouse_url = f"sqlite:///{tmp_path / 'warehouse.sqlite'}"
-    monkeypatch.setenv(API_URL_ENV_VAR, sandbox.url)
-    monkeypatch.setenv(DATABASE_URL_ENV_VAR, warehouse_url)
+    monkeypatch.setenv(API_URL.name, sandbox.url)
+    monkeypatch.setenv(DATABASE_URL.name, warehouse_url)
     keys = city_keys()[:2]
     instance = dg.DagsterInstance.get()
     try:

@@ -7,7 +7,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from choosemypower_dagster.resources.warehouse import WarehouseResource
+from choosemypower_dagster.defs.resources import WarehouseResource
+from choosemypower_dagster.cli.migrate import main as migrate_command
 from choosemypower_dagster.warehouse import migrate
 from choosemypower_dagster.warehouse.schema import metadata
 
@@ -86,9 +87,9 @@ def test_warehouse_resource_migrates_on_first_use(warehouse_url):
 
 def test_migrate_command_upgrades_and_reports(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'cli.sqlite'}"
-    assert migrate.main(["current", "--url", url]) == 1  # empty: needs upgrade
+    assert migrate_command(["current", "--url", url]) == 1  # empty: needs upgrade
     assert "revision none" in capsys.readouterr().out
-    assert migrate.main(["upgrade", "--url", url]) == 0
+    assert migrate_command(["upgrade", "--url", url]) == 0
     assert f"-> {migrate.head_revision()}" in capsys.readouterr().out
-    assert migrate.main(["current", "--url", url]) == 0
+    assert migrate_command(["current", "--url", url]) == 0
     assert "up to date" in capsys.readouterr().out

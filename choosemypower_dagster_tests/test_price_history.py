@@ -12,9 +12,9 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from choosemypower_dagster.assets.export import site_export
-from choosemypower_dagster.catalog import load_catalog
-from choosemypower_dagster.partitions import city_keys
+from choosemypower_dagster.catalog.cities import load_catalog
+from choosemypower_dagster.catalog.keys import city_keys
+from choosemypower_dagster.defs.assets.export import site_export
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster_tests.conftest import ALL_ASSETS, materialize_catalog, range_tags
 

@@ -12,8 +12,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from choosemypower_dagster.catalog import load_catalog
-from choosemypower_dagster.partitions import city_keys
+from choosemypower_dagster.catalog.cities import load_catalog
+from choosemypower_dagster.catalog.keys import city_keys
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster_tests.conftest import materialize_catalog, materialize_cities
 

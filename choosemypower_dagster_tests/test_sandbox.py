@@ -18,7 +18,6 @@ import httpx
 import pytest
 
 from choosemypower_dagster.sandbox import SandboxConfig, SandboxServer, price_at
-from choosemypower_dagster.sandbox.catalog import build_universe
 from choosemypower_dagster.sandbox.objectid import (
     ID_TIME_END,
     ID_TIME_START,
@@ -26,6 +25,7 @@ from choosemypower_dagster.sandbox.objectid import (
     is_object_id,
     object_id_time,
 )
+from choosemypower_dagster.sandbox.universe import build_universe
 
 PLAN_KEYS = {
     "_id",

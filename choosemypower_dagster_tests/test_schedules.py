@@ -7,14 +7,15 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from choosemypower_dagster.catalog import TIERS
-from choosemypower_dagster.maintenance import warehouse_maintenance
-from choosemypower_dagster.partitions import city_keys, tier_key_range
-from choosemypower_dagster.resources.warehouse import WarehouseResource
-from choosemypower_dagster.schedules import (
+from choosemypower_dagster.catalog.keys import city_keys
+from choosemypower_dagster.catalog.tiers import TIERS
+from choosemypower_dagster.defs.jobs import warehouse_maintenance
+from choosemypower_dagster.defs.partitions import tier_key_range
+from choosemypower_dagster.defs.resources import WarehouseResource
+from choosemypower_dagster.defs.schedules import SCHEDULES
+from choosemypower_dagster.defs.tags import (
     RANGE_END_TAG,
     RANGE_START_TAG,
-    SCHEDULES,
     TIERS_TAG,
     TRIGGER_NAME_TAG,
     TRIGGER_TAG,

@@ -13,26 +13,24 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from choosemypower_dagster.alerts import WEBHOOK_ENV_VAR
-from choosemypower_dagster.api import throttle
-from choosemypower_dagster.catalog import CATALOG_ENV_VAR, packaged_catalog_path
-from choosemypower_dagster.jobs import city_refresh, reference_refresh
-from choosemypower_dagster.partitions import city_keys, tier_key_range
-from choosemypower_dagster.resources.catalog import CityCatalogResource
-from choosemypower_dagster.resources.warehouse import WarehouseResource
-from choosemypower_dagster.schedules import (
+from choosemypower_dagster.catalog.cities import packaged_catalog_path
+from choosemypower_dagster.catalog.keys import city_keys
+from choosemypower_dagster.comparepower import pacing as throttle
+from choosemypower_dagster.defs.jobs import city_refresh, reference_refresh
+from choosemypower_dagster.defs.partitions import tier_key_range
+from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
+from choosemypower_dagster.defs.sensors.catalog_changed import build_catalog_sensor
+from choosemypower_dagster.defs.sensors.failed_runs import report_failed_runs
+from choosemypower_dagster.defs.sensors.retry_failed_cities import build_retry_sensor
+from choosemypower_dagster.defs.tags import (
+    CATALOG_CHANGE_TAG,
     RANGE_END_TAG,
     RANGE_START_TAG,
+    RETRY_ATTEMPT_TAG,
     TRIGGER_NAME_TAG,
     TRIGGER_TAG,
 )
-from choosemypower_dagster.sensors import (
-    CATALOG_CHANGE_TAG,
-    RETRY_ATTEMPT_TAG,
-    build_catalog_sensor,
-    build_retry_sensor,
-    report_failed_runs,
-)
+from choosemypower_dagster.settings import ALERT_WEBHOOK_URL, CITY_CATALOG
 from choosemypower_dagster_tests.conftest import ALL_ASSETS, fast_client, materialize_catalog
 
 CITY_PLANS = dg.AssetKey("city_plans")
@@ -232,7 +230,7 @@ def test_catalog_sensor_refreshes_only_the_changed_tier_catalog_first(
 ):
     catalog = tmp_path / "cities.csv"
     catalog.write_bytes(packaged_catalog_path().read_bytes())
-    monkeypatch.setenv(CATALOG_ENV_VAR, str(catalog))
+    monkeypatch.setenv(CITY_CATALOG.name, str(catalog))
     instance = dg.DagsterInstance.ephemeral()
     sensor = build_catalog_sensor()
 
@@ -267,7 +265,7 @@ def test_catalog_sensor_drops_city_runs_when_the_catalog_run_fails(
 ):
     catalog = tmp_path / "cities.csv"
     catalog.write_bytes(packaged_catalog_path().read_bytes())
-    monkeypatch.setenv(CATALOG_ENV_VAR, str(catalog))
+    monkeypatch.setenv(CITY_CATALOG.name, str(catalog))
     instance = dg.DagsterInstance.ephemeral()
     sensor = build_catalog_sensor()
     _, _, cursor = _tick(sensor, instance, None)
@@ -344,7 +342,7 @@ def _failure_context(instance: dg.DagsterInstance, result: dg.ExecuteInProcessRe
 
 def test_failure_sensor_posts_job_partitions_and_error(failed_run, webhook, monkeypatch):
     url, recorder = webhook
-    monkeypatch.setenv(WEBHOOK_ENV_VAR, url)
+    monkeypatch.setenv(ALERT_WEBHOOK_URL.name, url)
     instance, result = failed_run
     report_failed_runs(_failure_context(instance, result))
     (payload,) = recorder.received
@@ -363,19 +361,19 @@ def test_failure_sensor_survives_a_broken_or_missing_webhook(
 ):
     url, recorder = webhook
     if target == "closed_port":
-        monkeypatch.setenv(WEBHOOK_ENV_VAR, f"http://127.0.0.1:{_closed_port()}/hook")
+        monkeypatch.setenv(ALERT_WEBHOOK_URL.name, f"http://127.0.0.1:{_closed_port()}/hook")
     elif target == "server_error":
         recorder.status = 500
-        monkeypatch.setenv(WEBHOOK_ENV_VAR, url)
+        monkeypatch.setenv(ALERT_WEBHOOK_URL.name, url)
     else:
-        monkeypatch.delenv(WEBHOOK_ENV_VAR, raising=False)
+        monkeypatch.delenv(ALERT_WEBHOOK_URL.name, raising=False)
     instance, result = failed_run
     capfd.readouterr()
     report_failed_runs(_failure_context(instance, result))  # must not raise
     expected = {
         "closed_port": "alert webhook failed (ConnectError",
         "server_error": "alert webhook answered HTTP 500",
-        "unset": f"no {WEBHOOK_ENV_VAR} set",
+        "unset": f"no {ALERT_WEBHOOK_URL.name} set",
     }[target]
     logged = capfd.readouterr().err  # the sensor's context.log
     assert expected in logged

@@ -13,14 +13,14 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from choosemypower_dagster.assets.export import site_export
-from choosemypower_dagster.assets.plans import refresh_city_plans
-from choosemypower_dagster.assets.reference import tdsp_territories, texas_cities
-from choosemypower_dagster.catalog import load_catalog
-from choosemypower_dagster.jobs import city_refresh, reference_refresh
-from choosemypower_dagster.partitions import city_keys
-from choosemypower_dagster.site_files import EXPORT_DIR_ENV_VAR
-from choosemypower_dagster.tdsps import load_tdsps
+from choosemypower_dagster.catalog.cities import load_catalog
+from choosemypower_dagster.catalog.keys import city_keys
+from choosemypower_dagster.catalog.tdsps import load_tdsps
+from choosemypower_dagster.defs.assets.export import site_export
+from choosemypower_dagster.defs.assets.plans import refresh_city_plans
+from choosemypower_dagster.defs.assets.reference import tdsp_territories, texas_cities
+from choosemypower_dagster.defs.jobs import city_refresh, reference_refresh
+from choosemypower_dagster.settings import EXPORT_DIR
 from choosemypower_dagster_tests.conftest import range_tags
 
 CAMEL = re.compile(r"^[a-z][a-zA-Z0-9]*$")
@@ -101,7 +101,7 @@ def camel_keys(value: Any, where: str = "$") -> list[str]:
 @pytest.fixture
 def export_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     directory = tmp_path / "site-data"
-    monkeypatch.setenv(EXPORT_DIR_ENV_VAR, str(directory))
+    monkeypatch.setenv(EXPORT_DIR.name, str(directory))
     return directory
 
 
@@ -226,7 +226,7 @@ def test_export_failing_midway_restores_the_previous_files(resources, sandbox, e
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     message = failure.step_failure_data.error.message
     assert "site_export" in failure.step_key
-    assert str(blocked) in message and EXPORT_DIR_ENV_VAR in message
+    assert str(blocked) in message and EXPORT_DIR.name in message
     previous.pop(blocked.name, None)
     now = {p.name: p for p in export_dir.iterdir() if not p.name.startswith(".")}
     assert set(now) == set(previous) | {blocked.name}
@@ -268,26 +268,26 @@ def test_unwritable_export_dir_is_a_clear_failure(resources, tmp_path, monkeypat
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     target = blocker / "site-data"  # under a regular file: cannot exist, even for root
-    monkeypatch.setenv(EXPORT_DIR_ENV_VAR, str(target))
+    monkeypatch.setenv(EXPORT_DIR.name, str(target))
     result = export_only(defs, instance)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     message = failure.step_failure_data.error.message
-    assert EXPORT_DIR_ENV_VAR in message and str(target) in message
+    assert EXPORT_DIR.name in message and str(target) in message
 
 
 def test_default_and_configured_export_dirs(resources, tmp_path, monkeypatch):
     defs = definitions(resources)
     instance = dg.DagsterInstance.ephemeral()
     load_catalog_run(defs, instance)
-    monkeypatch.delenv(EXPORT_DIR_ENV_VAR, raising=False)
+    monkeypatch.delenv(EXPORT_DIR.name, raising=False)
     monkeypatch.chdir(tmp_path)
     assert export_only(defs, instance).success
     default = tmp_path / "build" / "site-data"
     assert FIXED_FILES <= set(os.listdir(default))
 
     chosen = tmp_path / "chosen"
-    monkeypatch.setenv(EXPORT_DIR_ENV_VAR, str(tmp_path / "from-env"))
+    monkeypatch.setenv(EXPORT_DIR.name, str(tmp_path / "from-env"))
     config = {"ops": {"site_export": {"config": {"export_dir": str(chosen)}}}}
     result = export_only(defs, instance, config)
     assert result.success

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from choosemypower_dagster.partitions import city_keys
+from choosemypower_dagster.catalog.keys import city_keys
 from choosemypower_dagster.sandbox import SandboxServer
 from choosemypower_dagster_tests.test_webserver import (
     PROJECT_ROOT,

@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from choosemypower_dagster.catalog import load_catalog
-from choosemypower_dagster.partitions import city_keys
+from choosemypower_dagster.catalog.cities import load_catalog
+from choosemypower_dagster.catalog.keys import city_keys
 from choosemypower_dagster.sandbox import SandboxServer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from choosemypower_dagster.catalog import COLUMNS as CATALOG_COLUMNS
+from choosemypower_dagster.catalog.cities import COLUMNS as CATALOG_COLUMNS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = PROJECT_ROOT / "choosemypower_dagster" / "data"

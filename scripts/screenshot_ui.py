@@ -95,7 +95,7 @@ def main() -> int:
         return 2
 
     sys.path.insert(0, str(PROJECT_ROOT))
-    from choosemypower_dagster.demo import start_sandbox
+    from choosemypower_dagster.sandbox.launcher import start_sandbox
 
     work = Path(tempfile.mkdtemp(prefix="cmp-screenshot-"))
     home = work / "dagster_home"

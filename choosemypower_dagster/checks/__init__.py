@@ -1,1 +1,4 @@
-"""Checks that guard the code location's own source: e.g. no hard-coded plan IDs or ESIIDs."""
+"""The data checks' rules: plan-id integrity and upstream quality, as outcomes for the UI.
+
+Pure evaluations over warehouse rows; `defs/checks.py` turns them into Dagster asset checks.
+"""

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
+from choosemypower_dagster.catalog.tdsps import tdsps_by_duns
 from choosemypower_dagster.checks.outcome import Outcome, offending
-from choosemypower_dagster.tdsps import tdsps_by_duns
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster.warehouse.ids import object_id_problem
 from choosemypower_dagster.warehouse.upsert import upsert

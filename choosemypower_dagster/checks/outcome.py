@@ -8,7 +8,7 @@ from typing import Any
 
 import dagster as dg
 
-from choosemypower_dagster.assets.metadata import markdown_table
+from choosemypower_dagster.lib.display import markdown_table
 
 #: Offending rows listed in a check's metadata; the count says how many there were in all.
 ROW_LIMIT = 20

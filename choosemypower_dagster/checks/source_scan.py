@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from choosemypower_dagster.checks.hardcoded_ids import ScanReport, default_scan_root, scan_paths
 from choosemypower_dagster.checks.outcome import Outcome, rows_table
+from choosemypower_dagster.lint.hardcoded_ids import ScanReport, default_scan_root, scan_paths
 
 
 def scan_source(root: Path | None = None) -> ScanReport:

@@ -11,10 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .catalog import Universe, build_universe, load_zip_tdsps
 from .config import SandboxConfig
 from .pricing import price_at
 from .state import SandboxState
+from .universe import Universe, build_universe, load_zip_tdsps
 
 DATA_SOURCE_HEADER = ("X-Data-Source", "sandbox")
 _CALCULATE_RE = re.compile(r"/api/plans/([^/]+)/calculate/([^/]+)")

@@ -1,1 +1,4 @@
-"""The warehouse: schema, connection handling and the reads and writes the assets make."""
+"""The warehouse: schema, migrations, connections, reads, writes, the response cache, roll-ups.
+
+It knows nothing of Dagster: every function takes a SQLAlchemy engine or connection.
+"""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,9 +9,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from choosemypower_dagster.api.parsing import PRICING_FIELDS, PlanRecord
-from choosemypower_dagster.catalog import City
-from choosemypower_dagster.tdsps import Tdsp
+from choosemypower_dagster.catalog.cities import City
+from choosemypower_dagster.catalog.tdsps import Tdsp
+from choosemypower_dagster.comparepower.parsing import PRICING_FIELDS, PlanRecord
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster.warehouse.ids import new_object_id
 from choosemypower_dagster.warehouse.upsert import upsert
@@ -277,44 +276,3 @@ def replace_city_availability(
         update=[],
     )
     return len(added), len(removed)
-
-
-def cache_lookup(conn: sa.Connection, cache_key: str, fresh_after: datetime) -> Any:
-    """The cached response row for `cache_key` fetched after `fresh_after`, or None."""
-    c = t.api_response_cache.c
-    return conn.execute(
-        sa.select(t.api_response_cache).where(c.cache_key == cache_key, c.fetched_at >= fresh_after)
-    ).first()
-
-
-def cache_store(
-    conn: sa.Connection,
-    cache_key: str,
-    tdsp_duns: str,
-    url: str,
-    source: str,
-    body: str,
-    fetched_at: datetime,
-) -> None:
-    """Keep a good response for later runs within the TTL."""
-    upsert(
-        conn,
-        t.api_response_cache,
-        [
-            {
-                "cache_key": cache_key,
-                "tdsp_duns": tdsp_duns,
-                "url": url,
-                "source": source,
-                "fetched_at": fetched_at,
-                "body": body,
-            }
-        ],
-        keys=["cache_key"],
-    )
-
-
-def write_refresh_log(conn: sa.Connection, row: dict[str, Any]) -> None:
-    """Record one refresh run's totals (read by the refresh command and the site export)."""
-    row = {**row, "errors": json.dumps(row.get("errors", {}), sort_keys=True)}
-    upsert(conn, t.refresh_log, [row], keys=["run_id"])

@@ -16,9 +16,9 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
-from choosemypower_dagster.catalog import load_catalog
-from choosemypower_dagster.partitions import city_keys
-from choosemypower_dagster.resources.warehouse import WarehouseResource
+from choosemypower_dagster.catalog.cities import load_catalog
+from choosemypower_dagster.catalog.keys import city_keys
+from choosemypower_dagster.defs.resources import WarehouseResource
 from choosemypower_dagster.sandbox import SandboxServer
 from choosemypower_dagster.warehouse import schema as t
 

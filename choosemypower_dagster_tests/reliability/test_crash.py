@@ -14,9 +14,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from choosemypower_dagster.partitions import city_keys
-from choosemypower_dagster.resources.catalog import CityCatalogResource
-from choosemypower_dagster.resources.warehouse import WarehouseResource
+from choosemypower_dagster.catalog.keys import city_keys
+from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
 from choosemypower_dagster.sandbox import SandboxServer
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster_tests.conftest import (

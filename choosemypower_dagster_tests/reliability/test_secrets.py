@@ -10,9 +10,10 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from choosemypower_dagster.resources.warehouse import WarehouseConfigError, WarehouseResource
+from choosemypower_dagster.defs.resources import WarehouseResource
 from choosemypower_dagster.sandbox import SandboxServer
 from choosemypower_dagster.warehouse import schema as t
+from choosemypower_dagster.warehouse.engine import WarehouseConfigError
 from choosemypower_dagster_tests.reliability.support import (
     command_env,
     key_slice,

@@ -4,10 +4,10 @@
 import dagster as dg
 import pytest
 
-from choosemypower_dagster import plans_refresh
-from choosemypower_dagster.partitions import city_keys_by_tier
+from choosemypower_dagster.catalog.keys import city_keys_by_tier
+from choosemypower_dagster.catalog.tdsps import tdsps_by_duns
+from choosemypower_dagster.plans import fanout as plans_refresh
 from choosemypower_dagster.sandbox import SandboxServer
-from choosemypower_dagster.tdsps import tdsps_by_duns
 from choosemypower_dagster_tests.conftest import materialize_catalog, materialize_cities
 from choosemypower_dagster_tests.reliability.support import (
     availability,

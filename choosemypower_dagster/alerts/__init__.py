@@ -1,0 +1,1 @@
+"""Where failed-run alerts go: a webhook when configured, the log otherwise."""

@@ -1,1 +1,0 @@
-"""The ComparePower pricing API: response parsing, throttling and errors."""

@@ -1,0 +1,1 @@
+"""Command-line entry points: the refresh, the demo, warehouse migrations, the ID scanner."""

@@ -1,0 +1,105 @@
+"""The site export: the JSON files the ChooseMyPower site reads, published all-or-nothing."""
+
+import time
+from datetime import UTC, datetime
+
+import dagster as dg
+from pydantic import Field
+
+from choosemypower_dagster.defs.keys import (
+    CITY_SUMMARIES,
+    OWNER,
+    PROVIDERS,
+    PUBLISHING_GROUP,
+    TDSP_TERRITORIES,
+)
+from choosemypower_dagster.defs.metadata import md, warehouse_kind
+from choosemypower_dagster.defs.resources import WarehouseResource
+from choosemypower_dagster.lib.display import cents, markdown_table
+from choosemypower_dagster.settings import EXPORT_DIR
+from choosemypower_dagster.site.payloads import build_site_files, snapshot
+from choosemypower_dagster.site.publish import ExportError, publish, resolve_export_dir
+
+
+class SiteExportConfig(dg.Config):
+    """Run config of the site export."""
+
+    export_dir: str | None = Field(
+        default=None,
+        description=(
+            f"Directory to write the site files into; default {EXPORT_DIR.name}, "
+            f"else {EXPORT_DIR.default}/ under the working directory."
+        ),
+    )
+
+
+@dg.asset(
+    name="site_export",
+    group_name=PUBLISHING_GROUP,
+    owners=[OWNER],
+    kinds={"json", "sqlalchemy", warehouse_kind()},
+    deps=[CITY_SUMMARIES, PROVIDERS, TDSP_TERRITORIES],
+)
+def site_export(
+    context: dg.AssetExecutionContext,
+    config: SiteExportConfig,
+    warehouse: WarehouseResource,
+) -> dg.MaterializeResult:
+    """The files the site reads, in CHOOSEMYPOWER_EXPORT_DIR (default build/site-data/).
+
+    cities-tx.json, providers-tx.json, tdsp-territories.json, one plans-<slug>.json per city
+    and build-summary.json. All files are staged and fsynced first, then renamed into place;
+    a failure leaves the previous files whole. Sandbox data is labelled as such.
+    """
+    started = time.monotonic()
+    directory = resolve_export_dir(config.export_dir)
+    with snapshot(warehouse.engine) as conn:
+        site = build_site_files(conn, context.run_id, datetime.now(UTC))
+    built = time.monotonic()
+    try:
+        published = publish(directory, site.files)
+    except ExportError as exc:
+        raise dg.Failure(
+            description=str(exc),
+            metadata={"export_dir": dg.MetadataValue.path(str(directory))},
+        ) from exc
+    finished = time.monotonic()
+    f = site.figures
+    if published.removed:
+        context.log.info(f"removed {len(published.removed)} stale plan file(s)")
+    context.log.info(
+        f"exported {published.files} files ({published.bytes} bytes, {published.written} "
+        f"rewritten) to {directory} "
+        f"in {finished - started:.2f}s; data source {f['data_source']}"
+    )
+    preview = [
+        {
+            "provider": p["name"],
+            "plans": p["planCount"],
+            "cities": p["citiesReached"],
+            "cheapest ¢": cents(p["cheapestRate1000Kwh"]),
+        }
+        for p in site.top_providers
+    ]
+    return dg.MaterializeResult(
+        metadata={
+            "file_count": published.files,
+            "bytes": published.bytes,
+            "files_rewritten": published.written,
+            "export_dir": dg.MetadataValue.path(str(directory)),
+            "data_source": f["data_source"],
+            "sandbox_data": f["sandbox_data"],
+            "cities": f["cities"],
+            "plan_files": f["plan_files"],
+            "active_plans": f["active_plans"],
+            "active_providers": f["active_providers"],
+            "cheapest_rate_1000_cents": cents(f["cheapest_rate_1000"]),
+            "price_changes": f["price_changes"],
+            "stale_files_removed": len(published.removed),
+            "build_seconds": round(built - started, 3),
+            "write_seconds": round(finished - built, 3),
+            "top_providers": md(
+                markdown_table(preview, ["provider", "plans", "cities", "cheapest ¢"])
+            ),
+        }
+    )

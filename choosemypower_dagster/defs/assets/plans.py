@@ -1,0 +1,259 @@
+"""Per-city plans, refreshed with the city summaries and the providers in one step."""
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from choosemypower_dagster.comparepower.client import ComparePowerClient
+from choosemypower_dagster.defs.keys import (
+    API_POOL,
+    CITY_PLANS,
+    CITY_SUMMARIES,
+    OWNER,
+    PLANS_GROUP,
+    PROVIDERS,
+    TEXAS_CITIES,
+)
+from choosemypower_dagster.defs.metadata import md, warehouse_kind
+from choosemypower_dagster.defs.partitions import city_partitions, tier_to_cities_mapping
+from choosemypower_dagster.defs.resources import WarehouseResource
+from choosemypower_dagster.lib.display import cents, markdown_table
+from choosemypower_dagster.plans.fanout import RefreshTotals, refresh_cities
+from choosemypower_dagster.settings import CACHE_TTL_MINUTES
+from choosemypower_dagster.warehouse import rollups
+from choosemypower_dagster.warehouse.refresh_log import write_refresh_log
+
+
+class PlanRefreshConfig(dg.Config):
+    """Run config of a plan refresh."""
+
+    force_refresh: bool = Field(default=False, description="Ignore cached API responses.")
+    cache_ttl_minutes: float = Field(
+        default_factory=CACHE_TTL_MINUTES.number,
+        description=(
+            f"Reuse a TDSP's response younger than this (default {CACHE_TTL_MINUTES.name}, "
+            f"{CACHE_TTL_MINUTES.default})."
+        ),
+    )
+
+
+# Roll-ups follow any city_plans update that did not already refresh them (e.g. a backfill of
+# only city_plans partitions); not blocked by cities never materialized yet.
+ROLLUP_CONDITION = dg.AutomationCondition.eager().without(
+    ~dg.AutomationCondition.any_deps_missing()
+)
+
+CITY_PLANS_SPEC = dg.AssetSpec(
+    CITY_PLANS,
+    description=(
+        "Plans available in each city (one partition per city): the union of the current "
+        "plans of the TDSPs serving its ZIPs. Expected age: tier1 under 2 hours (hourly), "
+        "tier2 under 12 hours (every 6 hours), tier3 under 36 hours (daily at 02:00). Each "
+        "partition's metadata names the city, its tier and TDSPs, its plan count and a "
+        "Markdown preview of its cheapest plans."
+    ),
+    partitions_def=city_partitions,
+    deps=[dg.AssetDep(TEXAS_CITIES, partition_mapping=tier_to_cities_mapping())],
+    group_name=PLANS_GROUP,
+    owners=[OWNER],
+    kinds={"httpx", "sqlalchemy", warehouse_kind()},
+    skippable=True,
+    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=2)),
+)
+CITY_SUMMARIES_SPEC = dg.AssetSpec(
+    CITY_SUMMARIES,
+    description=(
+        "One row per city: plan and provider counts, rates at 500/1000/2000 kWh, green and "
+        "fixed shares, cheapest plan per term. Refreshed in the same run as the plans, so "
+        "as fresh as the newest plan refresh (under 2 hours for tier1 cities)."
+    ),
+    deps=[CITY_PLANS],
+    group_name=PLANS_GROUP,
+    owners=[OWNER],
+    kinds={"pandas", "sqlalchemy", warehouse_kind()},
+    skippable=True,
+    automation_condition=ROLLUP_CONDITION,
+)
+PROVIDERS_SPEC = dg.AssetSpec(
+    PROVIDERS,
+    description=(
+        "Retail providers with active plan counts (total and per TDSP), TDSPs served, cities "
+        "reached and cheapest rate; providers with no active plan are kept, marked inactive. "
+        "Refreshed in the same run as the plans (under 2 hours old)."
+    ),
+    deps=[CITY_PLANS],
+    group_name=PLANS_GROUP,
+    owners=[OWNER],
+    kinds={"pandas", "sqlalchemy", warehouse_kind()},
+    skippable=True,
+    automation_condition=ROLLUP_CONDITION,
+)
+
+
+def _summaries_result(warehouse: WarehouseResource, now: datetime) -> dg.MaterializeResult:
+    with warehouse.begin() as conn:
+        frame = rollups.compute_city_summaries(conn, now)
+        written = rollups.write_city_summaries(conn, frame)
+    covered = frame[frame["plan_count"] > 0]
+    preview = frame.sort_values("rate_1000_min").head(10)
+    rows = [
+        {
+            "city": r["city_slug"],
+            "plans": int(r["plan_count"]),
+            "cheapest ¢": cents(r["rate_1000_min"]),
+            "median ¢": cents(r["rate_1000_median"]),
+        }
+        for r in preview.to_dict("records")
+    ]
+    return dg.MaterializeResult(
+        asset_key=CITY_SUMMARIES,
+        metadata={
+            "rows_written": int(written),
+            "cities_with_plans": int(len(covered)),
+            "cities_without_plans": int(written - len(covered)),
+            "cheapest_rate_1000_cents": cents(frame["rate_1000_min"].min()),
+            "preview": md(markdown_table(rows, ["city", "plans", "cheapest ¢", "median ¢"])),
+        },
+    )
+
+
+def _providers_result(warehouse: WarehouseResource, now: datetime) -> dg.MaterializeResult:
+    with warehouse.begin() as conn:
+        stats = rollups.compute_providers(conn)
+        written = rollups.write_providers(conn, stats, now)
+    active = stats[stats["active"]].sort_values("plan_count", ascending=False)
+    rows = [
+        {
+            "provider": r["name"],
+            "plans": int(r["plan_count"]),
+            "cities": int(r["cities_reached"]),
+            "cheapest ¢": cents(r["cheapest_rate_1000"]),
+        }
+        for r in active.head(10).to_dict("records")
+    ]
+    return dg.MaterializeResult(
+        asset_key=PROVIDERS,
+        metadata={
+            "rows_written": written,
+            "active_providers": int(len(active)),
+            "inactive_providers": int(written - len(active)),
+            "preview": md(markdown_table(rows, ["provider", "plans", "cities", "cheapest ¢"])),
+        },
+    )
+
+
+def _partition_metadata(city: dict[str, Any], api_base_url: str) -> dict[str, Any]:
+    """A city's metadata for the UI: its cheapest plans as Markdown, a link to the API."""
+    shown = dict(city)
+    if isinstance(shown.get("cheapest_plans"), str):
+        shown["cheapest_plans"] = md(shown["cheapest_plans"])
+    shown["api_base_url"] = dg.MetadataValue.url(api_base_url)
+    return shown
+
+
+def _run_metadata(totals: RefreshTotals, requested: int, seconds: float) -> dict[str, Any]:
+    load = totals.load
+    writes = totals.writes.values()
+    return {
+        "cities_requested": requested,
+        "cities_refreshed": totals.refreshed,
+        "cities_failed": len(totals.failed),
+        "api_calls": load.api_calls if load else 0,
+        "cache_hits": load.cache_hits if load else 0,
+        "plans_new": sum(w.new for w in writes),
+        "plans_price_changed": sum(w.changed for w in writes),
+        "plans_deactivated": sum(w.deactivated for w in writes),
+        "plans_skipped": sum(len(s) for s in totals.skipped_plans.values()),
+        "seconds": round(seconds, 2),
+    }
+
+
+@dg.multi_asset(
+    name="refresh_city_plans",
+    specs=[CITY_PLANS_SPEC, CITY_SUMMARIES_SPEC, PROVIDERS_SPEC],
+    can_subset=True,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=API_POOL,
+)
+def refresh_city_plans(
+    context: dg.AssetExecutionContext,
+    config: PlanRefreshConfig,
+    warehouse: WarehouseResource,
+    comparepower: ComparePowerClient,
+) -> Iterator[dg.AssetMaterialization | dg.MaterializeResult]:
+    """Fetch each TDSP's plans once, fan them out to its cities, then roll up.
+
+    Every finished city is materialized as it commits; failed cities are named at the end
+    and left as they were, so 'backfill failed' re-runs exactly them.
+    """
+    started = time.monotonic()
+    started_at = datetime.now(UTC)
+    selected = context.selected_asset_keys
+    totals = RefreshTotals()
+    slugs: list[str] = list(context.partition_keys) if CITY_PLANS in selected else []
+    if slugs:
+        context.log.info(f"refreshing {len(slugs)} cities ({slugs[0]} .. {slugs[-1]})")
+        for outcome in refresh_cities(
+            slugs,
+            warehouse.engine,
+            comparepower,
+            config.cache_ttl_minutes,
+            config.force_refresh,
+            totals,
+            context.log,
+        ):
+            if outcome.ok:
+                yield dg.AssetMaterialization(
+                    asset_key=CITY_PLANS,
+                    partition=outcome.slug,
+                    metadata=_partition_metadata(outcome.metadata, comparepower.base_url),
+                )
+        for duns, skipped in totals.skipped_plans.items():
+            context.log.warning(f"TDSP {duns}: skipped {len(skipped)} plan(s): {skipped[:5]}")
+
+    now = datetime.now(UTC)
+    if CITY_SUMMARIES in selected:
+        yield _summaries_result(warehouse, now)
+    if PROVIDERS in selected:
+        yield _providers_result(warehouse, now)
+
+    run_meta = _run_metadata(totals, len(slugs), time.monotonic() - started)
+    if slugs:
+        load = totals.load
+        origins = sorted({p.origin for p in load.plans.values()}) if load else []
+        with warehouse.begin() as conn:
+            write_refresh_log(
+                conn,
+                {
+                    "run_id": context.run_id,
+                    "started_at": started_at,
+                    "finished_at": datetime.now(UTC),
+                    "cities_requested": len(slugs),
+                    "cities_refreshed": totals.refreshed,
+                    "cities_failed": len(totals.failed),
+                    "api_calls": run_meta["api_calls"],
+                    "cache_hits": run_meta["cache_hits"],
+                    "source": "+".join(origins) or "none",
+                    "errors": {**(load.errors if load else {}), **totals.failed},
+                },
+            )
+    context.log.info("refresh totals: " + json.dumps(run_meta))
+    if totals.failed:
+        reasons = sorted(set(totals.failed.values()))
+        shown = sorted(totals.failed)[:20]
+        raise dg.Failure(
+            description=(
+                f"{len(totals.failed)} of {len(slugs)} cities failed and kept their previous "
+                f"data ({', '.join(shown)}{' ...' if len(totals.failed) > 20 else ''}). "
+                f"Reasons: {' | '.join(reasons[:5])}"
+            ),
+            metadata={
+                **run_meta,
+                "failed_cities": dg.MetadataValue.json(dict(sorted(totals.failed.items()))),
+            },
+        )

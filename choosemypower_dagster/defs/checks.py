@@ -1,0 +1,286 @@
+"""Asset checks on the stored plans, collected for the definitions.
+
+Three check steps, each reading whole tables in a few queries (never one query per city):
+
+- `city_plans_integrity` (ERROR, blocking): our own integrity. Plan ids are valid, unique and
+  stable ObjectIds; every plan's TDSP is one of the five; no two active plans of one TDSP
+  share an external id; every refreshed catalog city has an active plan. A failure fails the
+  check step, so `site_export` (which reads `city_summaries`) does not run in that run: bad
+  data never reaches the site.
+- `city_plans_quality` (WARN, never blocking): quirks of the upstream data, with the plans
+  listed: external ids that are not ObjectIds, quoted prices that disagree with the
+  components, 1000 kWh rates outside a plausible band.
+- `no_hardcoded_ids`: the source scanner over the installed package (ERROR on a plan ID or
+  ESIID in code, WARN on other 24-hex literals); not blocking, since the data is not wrong.
+
+Why they are attached to `city_summaries`, not `city_plans`: the refresh step records each
+city's `city_plans` partition with its own `AssetMaterialization` (so failed cities stay
+failed) and never yields a `city_plans` output, and Dagster skips every step that depends
+on an output that was not yielded. A check on `city_plans` would therefore be skipped in
+every `city_refresh` run. `city_summaries` is yielded by the same step right after the plans
+are written, it is what `site_export` reads (so a blocking check on it gates the export),
+and each of its rows is the roll-up of the plans these checks examine.
+
+Why run-level rather than per-partition: Dagster 1.13 can partition a check (`partitions_def=`,
+a preview feature) only on a partitioned asset, and in a ranged run (how every tier refresh
+runs) a check step reports one evaluation for the whole run anyway; one run per city costs
+seconds each (DESIGN.md, "Measured on Dagster 1.13"). So each check evaluates the whole
+warehouse once per run: a refresh of 850 cities adds three steps, not 850 x 10 evaluations.
+"""
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from choosemypower_dagster.checks import integrity, quality
+from choosemypower_dagster.checks.outcome import Outcome
+from choosemypower_dagster.checks.source_scan import scan_outcome, scan_source
+from choosemypower_dagster.defs.keys import CITY_PLANS, CITY_SUMMARIES
+from choosemypower_dagster.defs.resources import WarehouseResource
+
+# Check names, as they appear in the UI and in check keys.
+PLAN_IDS_VALID = "plan_ids_are_object_ids"
+PLAN_IDS_UNIQUE = "plan_ids_unique"
+PLAN_IDS_STABLE = "plan_ids_stable"
+PLAN_TDSPS_KNOWN = "plan_tdsps_known"
+ACTIVE_EXTERNAL_IDS_UNIQUE = "active_external_ids_unique_per_tdsp"
+CITIES_COVERED = "refreshed_cities_have_plans"
+EXTERNAL_IDS_OBJECT_IDS = "external_ids_are_object_ids"
+PRICES_MATCH_COMPONENTS = "expected_prices_match_components"
+RATES_IN_BAND = "rate_1000_in_plausible_band"
+NO_HARDCODED_IDS = "no_hardcoded_ids"
+
+#: The asset the checks attach to (see the module docstring for why not `city_plans`).
+CHECKED_ASSET = CITY_SUMMARIES
+
+_RUN_LEVEL = " Evaluated over the whole warehouse once per run (not per partition), in one query."
+
+INTEGRITY_SPECS = [
+    dg.AssetCheckSpec(
+        PLAN_IDS_VALID,
+        asset=CHECKED_ASSET,
+        blocking=True,
+        description=(
+            "Every stored plan id is a MongoDB ObjectId: 24 lowercase hex characters whose "
+            "timestamp is neither before 2009 nor in the future." + _RUN_LEVEL
+        ),
+    ),
+    dg.AssetCheckSpec(
+        PLAN_IDS_UNIQUE,
+        asset=CHECKED_ASSET,
+        blocking=True,
+        description=(
+            "No plan id names two plans: not two rows now, and not a row and the plan the id "
+            "was first recorded for (an id is never reused)." + _RUN_LEVEL
+        ),
+    ),
+    dg.AssetCheckSpec(
+        PLAN_IDS_STABLE,
+        asset=CHECKED_ASSET,
+        blocking=True,
+        description=(
+            "Every (external_id, TDSP) keeps the id recorded for it at earlier evaluations "
+            "(table plan_id_snapshots; new plans are recorded as they appear). A changed id "
+            "fails until restored, or until its snapshot row is deleted after review."
+        ),
+    ),
+    dg.AssetCheckSpec(
+        PLAN_TDSPS_KNOWN,
+        asset=CHECKED_ASSET,
+        blocking=True,
+        description="Every plan's TDSP DUNS is one of the five ERCOT TDSPs." + _RUN_LEVEL,
+    ),
+    dg.AssetCheckSpec(
+        ACTIVE_EXTERNAL_IDS_UNIQUE,
+        asset=CHECKED_ASSET,
+        blocking=True,
+        description=(
+            "No two active plans of one TDSP share an external id (compared trimmed and "
+            "case-insensitively; exact duplicates are already refused by the table)." + _RUN_LEVEL
+        ),
+    ),
+    dg.AssetCheckSpec(
+        CITIES_COVERED,
+        asset=CHECKED_ASSET,
+        blocking=True,
+        description=(
+            "Every catalog city whose city_plans partition has been materialized (refreshed "
+            "successfully at least once) has at least one active plan. Cities never refreshed "
+            "(e.g. tier3 after a tier1-only refresh) and cities dropped from the catalog are "
+            "not counted." + _RUN_LEVEL
+        ),
+    ),
+]
+
+QUALITY_SPECS = [
+    dg.AssetCheckSpec(
+        EXTERNAL_IDS_OBJECT_IDS,
+        asset=CHECKED_ASSET,
+        description="Active plans whose API id (`_id`) is not an ObjectId, with examples (WARN).",
+    ),
+    dg.AssetCheckSpec(
+        PRICES_MATCH_COMPONENTS,
+        asset=CHECKED_ASSET,
+        description=(
+            "Each active plan's quoted prices at 500, 1000 and 2000 kWh agree with the price "
+            "recomputed from its components within half a cent per kWh (configurable); "
+            "disagreements listed (WARN)."
+        ),
+    ),
+    dg.AssetCheckSpec(
+        RATES_IN_BAND,
+        asset=CHECKED_ASSET,
+        description=(
+            "Each active plan's 1000 kWh rate lies in a plausible band (configurable, default "
+            "5-60 ¢/kWh); plans outside it listed (WARN)."
+        ),
+    ),
+]
+
+
+def _result(
+    name: str, outcome: Outcome, seconds: float, failed_severity: Any
+) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        asset_key=CHECKED_ASSET,
+        check_name=name,
+        passed=outcome.passed,
+        severity=failed_severity,
+        description=outcome.description,
+        metadata={**outcome.metadata, "seconds": round(seconds, 3)},
+    )
+
+
+def _selected(context: dg.AssetCheckExecutionContext) -> set[str]:
+    return {key.name for key in context.selected_asset_check_keys}
+
+
+@dg.multi_asset_check(
+    name="city_plans_integrity",
+    specs=INTEGRITY_SPECS,
+    can_subset=True,
+    description="Our own integrity of the stored plans (ERROR, blocking the site export).",
+)
+def city_plans_integrity(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> Iterator[dg.AssetCheckResult]:
+    """Ids valid, unique and stable; TDSPs known; external ids unique; refreshed cities covered."""
+    wanted = _selected(context)
+    error = dg.AssetCheckSeverity.ERROR
+    now = datetime.now(UTC)
+    started = time.monotonic()
+    with warehouse.begin() as conn:
+        plans = integrity.load_plan_keys(conn)
+        snapshot = integrity.load_snapshot(conn)
+        load_seconds = time.monotonic() - started
+        per_plan = [
+            (PLAN_IDS_VALID, lambda: integrity.check_object_ids(plans, now)),
+            (PLAN_IDS_UNIQUE, lambda: integrity.check_unique_ids(plans, snapshot)),
+            (PLAN_IDS_STABLE, lambda: integrity.check_stable_ids(plans, snapshot)),
+            (PLAN_TDSPS_KNOWN, lambda: integrity.check_known_tdsps(plans)),
+            (ACTIVE_EXTERNAL_IDS_UNIQUE, lambda: integrity.check_active_external_ids(plans)),
+        ]
+        for name, evaluate in per_plan:
+            if name in wanted:
+                began = time.monotonic()
+                outcome = evaluate()
+                yield _result(name, outcome, load_seconds + time.monotonic() - began, error)
+        if PLAN_IDS_STABLE in wanted:
+            recorded = integrity.record_snapshot(conn, plans, snapshot, now)
+            context.log.info(f"plan_id_snapshots: recorded {recorded} new plan id(s)")
+        if CITIES_COVERED in wanted:
+            began = time.monotonic()
+            refreshed = context.instance.get_materialized_partitions(CITY_PLANS)
+            outcome = integrity.check_city_coverage(conn, refreshed)
+            yield _result(CITIES_COVERED, outcome, time.monotonic() - began, error)
+
+
+class PlanQualityConfig(dg.Config):
+    """Thresholds of the upstream-data warnings."""
+
+    rate_min_cents: float = Field(
+        default=quality.DEFAULT_RATE_MIN_CENTS, description="Lowest plausible 1000 kWh rate, ¢/kWh."
+    )
+    rate_max_cents: float = Field(
+        default=quality.DEFAULT_RATE_MAX_CENTS,
+        description="Highest plausible 1000 kWh rate, ¢/kWh.",
+    )
+    price_tolerance_cents: float = Field(
+        default=quality.DEFAULT_PRICE_TOLERANCE_CENTS,
+        description="Allowed gap between a quoted price and its components, ¢/kWh.",
+    )
+
+
+@dg.multi_asset_check(
+    name="city_plans_quality",
+    specs=QUALITY_SPECS,
+    can_subset=True,
+    description="Quirks of the upstream plan data (WARN, never blocking), plans listed.",
+)
+def city_plans_quality(
+    context: dg.AssetCheckExecutionContext,
+    config: PlanQualityConfig,
+    warehouse: WarehouseResource,
+) -> Iterator[dg.AssetCheckResult]:
+    """External ids, prices against components and the rate band, over the active plans."""
+    wanted = _selected(context)
+    warn = dg.AssetCheckSeverity.WARN
+    started = time.monotonic()
+    with warehouse.begin() as conn:
+        plans = quality.load_active_plans(conn)
+    load_seconds = time.monotonic() - started
+    evaluations = [
+        (EXTERNAL_IDS_OBJECT_IDS, lambda: quality.check_external_ids(plans)),
+        (
+            PRICES_MATCH_COMPONENTS,
+            lambda: quality.check_expected_prices(plans, config.price_tolerance_cents),
+        ),
+        (
+            RATES_IN_BAND,
+            lambda: quality.check_rate_band(plans, config.rate_min_cents, config.rate_max_cents),
+        ),
+    ]
+    for name, evaluate in evaluations:
+        if name in wanted:
+            began = time.monotonic()
+            outcome = evaluate()
+            yield _result(name, outcome, load_seconds + time.monotonic() - began, warn)
+
+
+class SourceScanConfig(dg.Config):
+    """Where the hard-coded ID scanner looks."""
+
+    scan_root: str | None = Field(
+        default=None,
+        description="Directory to scan; default: the installed choosemypower_dagster package.",
+    )
+
+
+@dg.asset_check(
+    asset=CHECKED_ASSET,
+    name=NO_HARDCODED_IDS,
+    description=(
+        "The package's source and configuration files hold no hard-coded plan ID (ObjectId) "
+        "or Texas ESIID: ERROR on those, WARN on other 24-hex literals; findings listed with "
+        "file, line and pattern. Not blocking: a finding is a code defect, the data is fine."
+    ),
+)
+def no_hardcoded_ids(config: SourceScanConfig) -> dg.AssetCheckResult:
+    """Run the hard-coded ID scanner over the package source."""
+    started = time.monotonic()
+    report = scan_source(Path(config.scan_root) if config.scan_root else None)
+    outcome, critical = scan_outcome(report)
+    severity = dg.AssetCheckSeverity.ERROR if critical else dg.AssetCheckSeverity.WARN
+    return _result(NO_HARDCODED_IDS, outcome, time.monotonic() - started, severity)
+
+
+ASSET_CHECKS: list[dg.AssetChecksDefinition] = [
+    city_plans_integrity,
+    city_plans_quality,
+    no_hardcoded_ids,
+]

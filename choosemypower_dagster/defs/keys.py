@@ -1,0 +1,18 @@
+"""Asset keys, groups, owner and the API pool: the names assets, checks, jobs and sensors share."""
+
+import dagster as dg
+
+TDSP_TERRITORIES = dg.AssetKey("tdsp_territories")
+TEXAS_CITIES = dg.AssetKey("texas_cities")
+CITY_PLANS = dg.AssetKey("city_plans")
+CITY_SUMMARIES = dg.AssetKey("city_summaries")
+PROVIDERS = dg.AssetKey("providers")
+SITE_EXPORT = dg.AssetKey("site_export")
+
+REFERENCE_GROUP = "reference"
+PLANS_GROUP = "plans"
+PUBLISHING_GROUP = "publishing"
+OWNER = "team:data-platform"
+
+#: The concurrency pool of the API-calling step (its limit is set in dagster.yaml).
+API_POOL = "comparepower_api"

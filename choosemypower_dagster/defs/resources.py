@@ -1,0 +1,85 @@
+"""The resources: the warehouse, the ComparePower client and the city catalog, from the settings.
+
+Each class is a thin, typed face over its domain package (`warehouse`, `comparepower`,
+`catalog`); `build_resources` configures them from the environment for the definitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+import sqlalchemy as sa
+from pydantic import Field
+
+from choosemypower_dagster.catalog.cities import City, catalog_path, load_catalog
+from choosemypower_dagster.comparepower.client import ComparePowerClient
+from choosemypower_dagster.settings import API_KEY, API_URL, CITY_CATALOG, DATABASE_URL, Setting
+from choosemypower_dagster.warehouse.engine import get_engine
+from choosemypower_dagster.warehouse.urls import configured_url, normalize_url, redact
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The SQL warehouse: SQLite under the Dagster home by default, PostgreSQL by URL."""
+
+    url: str | None = Field(
+        default=None,
+        description=f"SQLAlchemy URL; from {DATABASE_URL.name}, default SQLite in DAGSTER_HOME.",
+    )
+
+    @property
+    def resolved_url(self) -> str:
+        return normalize_url(self.url) if self.url else configured_url()
+
+    @property
+    def engine(self) -> sa.Engine:
+        return get_engine(self.resolved_url)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def display_url(self) -> str:
+        return redact(self.resolved_url)
+
+    @contextmanager
+    def begin(self) -> Iterator[sa.Connection]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        with self.engine.begin() as conn:
+            yield conn
+
+
+class CityCatalogResource(dg.ConfigurableResource):
+    """Where the Texas city catalog is read from; default the packaged CSV."""
+
+    path: str | None = Field(
+        default=None, description=f"CSV path; default {CITY_CATALOG.name} or the packaged catalog."
+    )
+
+    def resolved_path(self) -> str:
+        return self.path or str(catalog_path())
+
+    def load(self) -> list[City]:
+        """Every validated city; raises `CatalogError` naming file, row and field."""
+        return load_catalog(self.resolved_path())
+
+
+def _from_env(setting: Setting) -> dg.EnvVar | None:
+    """`EnvVar(name)` when the variable is set (shown as such in the UI), else None."""
+    return dg.EnvVar(setting.name) if setting.is_set() else None
+
+
+def build_resources() -> dict[str, dg.ConfigurableResource]:
+    """Resources configured from the environment, with the documented defaults."""
+    api: dict[str, object] = {}
+    if url := _from_env(API_URL):
+        api["base_url"] = url
+    if key := _from_env(API_KEY):
+        api["api_key"] = key
+    return {
+        "warehouse": WarehouseResource(url=_from_env(DATABASE_URL)),
+        "comparepower": ComparePowerClient(**api),
+        "city_catalog": CityCatalogResource(),
+    }

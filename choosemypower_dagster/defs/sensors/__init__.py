@@ -1,0 +1,15 @@
+"""The sensors, one module each; `SENSORS` lists them for the definitions."""
+
+import dagster as dg
+
+from choosemypower_dagster.defs.sensors.catalog_changed import city_catalog_changed
+from choosemypower_dagster.defs.sensors.failed_runs import report_failed_runs
+from choosemypower_dagster.defs.sensors.retry_failed_cities import retry_failed_cities
+from choosemypower_dagster.defs.sensors.rollups import rollups_automation
+
+SENSORS: list[dg.SensorDefinition] = [
+    retry_failed_cities,
+    city_catalog_changed,
+    report_failed_runs,
+    rollups_automation,
+]

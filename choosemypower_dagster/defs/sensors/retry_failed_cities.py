@@ -1,0 +1,180 @@
+"""`retry_failed_cities`: re-runs city partitions whose latest attempt failed.
+
+The delay doubles with each attempt, and the sensor gives up on a city after a bounded number
+of retries. Failed cities next to each other in key order are retried in one run.
+"""
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+
+from choosemypower_dagster.catalog.keys import city_keys, tier_of_city
+from choosemypower_dagster.defs.jobs import city_refresh
+from choosemypower_dagster.defs.keys import CITY_PLANS
+from choosemypower_dagster.defs.partitions import city_partitions, contiguous_ranges, range_keys
+from choosemypower_dagster.defs.tags import RETRY_ATTEMPT_TAG, range_tags
+from choosemypower_dagster.settings import RETRY_BASE_DELAY_MINUTES, RETRY_MAX_ATTEMPTS
+
+LOST_REQUEST_AFTER = timedelta(hours=1)
+
+
+def _fmt(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The latest failed attempt of one city partition."""
+
+    run_id: str
+    timestamp: float
+
+
+def latest_failures(instance: dg.DagsterInstance, slugs: list[str]) -> dict[str, Failure]:
+    """The failed latest attempt of each city in `slugs`: its run and when that run ended.
+
+    The same per-partition "latest attempt without a materialization" records back the UI's
+    FAILED status; the failure time is the end of that run.
+    """
+    storage = instance.event_log_storage
+    attempts = storage.get_latest_asset_partition_materialization_attempts_without_materializations(
+        CITY_PLANS
+    )
+    runs = {a[0] for slug, a in attempts.items() if slug in set(slugs)}
+    ended: dict[str, float] = {}
+    if runs:
+        for record in instance.get_run_records(dg.RunsFilter(run_ids=sorted(runs))):
+            ended[record.dagster_run.run_id] = (
+                record.end_time or record.update_timestamp.timestamp()
+            )
+    return {
+        slug: Failure(attempts[slug][0], ended.get(attempts[slug][0], time.time()))
+        for slug in slugs
+        if slug in attempts
+    }
+
+
+def build_retry_sensor(
+    name: str = "retry_failed_cities",
+    max_retries: int | None = None,
+    base_delay: timedelta | None = None,
+    max_runs_per_tick: int = 10,
+    clock: Callable[[], float] = time.time,
+    minimum_interval_seconds: int = 60,
+) -> dg.SensorDefinition:
+    """A sensor re-running failed cities after base_delay x 2^attempt, at most max_retries times.
+
+    Its cursor maps each failing city to {"attempts", "retried" (the failed run it already
+    retried), "requested_at", "gave_up"}; a city that materializes again leaves the cursor.
+    """
+    retries = int(max_retries if max_retries is not None else RETRY_MAX_ATTEMPTS.number())
+    delay = base_delay or timedelta(minutes=RETRY_BASE_DELAY_MINUTES.number())
+
+    @dg.sensor(
+        name=name,
+        job=city_refresh,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            f"Re-runs city partitions whose latest attempt failed, {delay} after the failure "
+            f"and doubling each time; gives up after {retries} retries."
+        ),
+    )
+    def _sensor(context: dg.SensorEvaluationContext) -> Iterator[dg.RunRequest | dg.SkipReason]:
+        now = clock()
+        state: dict[str, dict[str, Any]] = json.loads(context.cursor) if context.cursor else {}
+        statuses = (
+            context.instance.get_status_by_partition(CITY_PLANS, city_keys(), city_partitions) or {}
+        )
+        failed = [k for k, s in statuses.items() if s == dg.AssetPartitionStatus.FAILED]
+
+        for slug in sorted(state):
+            status = statuses.get(slug)
+            if status == dg.AssetPartitionStatus.IN_PROGRESS:
+                continue
+            if status != dg.AssetPartitionStatus.FAILED:
+                attempts = state.pop(slug)["attempts"]
+                context.log.info(f"{slug} recovered after {attempts} retr(ies); forgotten")
+
+        failures = latest_failures(context.instance, failed)
+        ready: list[str] = []
+        waiting: dict[str, float] = {}
+        exhausted: list[str] = []
+        for slug in failed:
+            entry = state.setdefault(slug, {"attempts": 0})
+            failure = failures.get(slug, Failure("", now))
+            if entry.get("retried") == failure.run_id:
+                if now - entry.get("requested_at", now) < LOST_REQUEST_AFTER.total_seconds():
+                    continue  # its retry is requested and has not started yet
+                entry.pop("retried")  # the request never turned into a run: ask again
+            if entry["attempts"] >= retries:
+                exhausted.append(slug)
+                if not entry.get("gave_up"):
+                    entry["gave_up"] = True
+                    context.log.warning(
+                        f"giving up on {slug}: still failing after {entry['attempts']} "
+                        f"retr(ies) (limit {retries}); backfill it by hand once fixed"
+                    )
+                continue
+            due = failure.timestamp + delay.total_seconds() * 2 ** entry["attempts"]
+            if now >= due:
+                ready.append(slug)
+            else:
+                waiting[slug] = due
+
+        ranges = contiguous_ranges(ready) if ready else []
+        launched = ranges[:max_runs_per_tick]
+        tiers_of = tier_of_city()
+        for key_range in launched:
+            members = range_keys(key_range)
+            attempt = max(state[s]["attempts"] for s in members) + 1
+            digest = hashlib.sha256(
+                ",".join(f"{s}@{failures.get(s, Failure('', 0)).run_id}" for s in members).encode()
+            ).hexdigest()[:16]
+            for slug in members:
+                state[slug].update(
+                    attempts=state[slug]["attempts"] + 1,
+                    retried=failures.get(slug, Failure("", now)).run_id,
+                    requested_at=now,
+                )
+            tiers = {tiers_of[s] for s in members}
+            context.log.info(
+                f"retrying {len(members)} cit(ies) {key_range.start}..{key_range.end} "
+                f"(attempt {attempt} of {retries})"
+            )
+            yield dg.RunRequest(
+                run_key=f"{name}:{key_range.start}..{key_range.end}:{digest}",
+                tags={
+                    **range_tags(key_range.start, key_range.end, tiers, name, "sensor"),
+                    RETRY_ATTEMPT_TAG: str(attempt),
+                },
+            )
+        context.update_cursor(json.dumps(state, sort_keys=True))
+
+        if not launched:
+            parts = []
+            if waiting:
+                first = min(waiting, key=waiting.__getitem__)
+                parts.append(
+                    f"{len(waiting)} failed cit(ies) waiting for their backoff "
+                    f"(next: {first} at {_fmt(waiting[first])})"
+                )
+            if exhausted:
+                parts.append(
+                    f"gave up on {len(exhausted)} cit(ies) after {retries} retries: "
+                    f"{', '.join(sorted(exhausted)[:10])}"
+                )
+            if len(ranges) > len(launched):
+                parts.append("more ranges ready than one tick launches")
+            yield dg.SkipReason("; ".join(parts) or "no failed city partitions to retry")
+
+    return _sensor
+
+
+retry_failed_cities = build_retry_sensor()

@@ -1,0 +1,1 @@
+"""Source-code lint: the scanner for hard-coded plan IDs and ESIIDs."""

@@ -1,0 +1,194 @@
+"""Refresh the plans of many cities at once: one fetch per TDSP, one transaction per city.
+
+A TDSP's plans are written once (its own transaction) and fanned out to every city it
+serves. A city whose TDSP could not be fetched fails with the reason and keeps its
+previous rows: a city served by two TDSPs fails when either one fails, so it is never
+published with half of its plans.
+
+Each city's availability is written inside one transaction; to save commits, a
+transaction carries up to CITIES_PER_TRANSACTION whole cities, so after a crash every
+city is either fully refreshed or exactly as it was.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+
+from choosemypower_dagster.catalog.tdsps import tdsps_by_duns
+from choosemypower_dagster.comparepower.client import ComparePowerClient
+from choosemypower_dagster.comparepower.parsing import PlanRecord
+from choosemypower_dagster.plans.source import LoadResult, load_tdsp_plans
+from choosemypower_dagster.warehouse import schema as t
+from choosemypower_dagster.warehouse.writes import (
+    TdspWrite,
+    replace_city_availability,
+    write_tdsp_plans,
+)
+
+CITIES_PER_TRANSACTION = 25
+
+
+@dataclass(frozen=True)
+class CityTarget:
+    """A city as the warehouse knows it (written by `texas_cities`)."""
+
+    slug: str
+    name: str
+    tier: str
+    tdsp_duns: tuple[str, ...]
+
+
+@dataclass
+class CityOutcome:
+    """The result for one city: its stats when refreshed, the reason when it failed."""
+
+    slug: str
+    ok: bool
+    reason: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RefreshTotals:
+    """Run-level figures for the refresh log, the UI and the command's summary."""
+
+    load: LoadResult | None = None
+    writes: dict[str, TdspWrite] = field(default_factory=dict)
+    refreshed: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def skipped_plans(self) -> dict[str, list[str]]:
+        if not self.load:
+            return {}
+        return {d: p.skipped for d, p in self.load.plans.items() if p.skipped}
+
+
+def load_targets(conn: sa.Connection, slugs: Sequence[str]) -> dict[str, CityTarget]:
+    """The cities among `slugs` that are in the warehouse catalog."""
+    c = t.cities.c
+    targets: dict[str, CityTarget] = {}
+    wanted = list(slugs)
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        query = sa.select(c.slug, c.name, c.tier, c.tdsp_duns).where(
+            c.slug.in_(chunk), c.in_catalog
+        )
+        for slug, name, tier, duns in conn.execute(query):
+            targets[slug] = CityTarget(slug, name, tier, tuple(d for d in duns.split(";") if d))
+    return targets
+
+
+def city_metadata(
+    target: CityTarget,
+    plans: Sequence[PlanRecord],
+    sources: set[str],
+    skipped: Sequence[str] = (),
+) -> dict[str, Any]:
+    """What an engineer checks first about a refreshed city (and the plans it had to skip)."""
+    names = tdsps_by_duns()
+    rates = sorted(p.rate_1000 for p in plans)
+    cheapest = sorted(plans, key=lambda p: (p.rate_1000, p.external_id))[:3]
+    preview = "\n".join(
+        f"| {p.provider_name} | {p.name} | {p.term_months or ''} | {p.rate_1000 * 100:.1f} |"
+        for p in cheapest
+    )
+    extra: dict[str, Any] = {}
+    if skipped:
+        extra["skipped_plans"] = "\n".join(skipped[:20])
+    return {
+        "city": target.name,
+        "tier": target.tier,
+        "plan_count": len(plans),
+        "provider_count": len({p.provider_name for p in plans}),
+        "cheapest_rate_1000_cents": round(rates[0] * 100, 2),
+        "median_rate_1000_cents": round(statistics.median(rates) * 100, 2),
+        "tdsps": ", ".join(names[d].abbreviation if d in names else d for d in target.tdsp_duns),
+        "source": ", ".join(sorted(sources)),
+        "plans_skipped": len(skipped),
+        **extra,
+        "cheapest_plans": "| provider | plan | months | ¢/kWh |\n|---|---|---|---|\n" + preview,
+    }
+
+
+def refresh_cities(
+    slugs: Sequence[str],
+    warehouse: sa.Engine,
+    client: ComparePowerClient,
+    ttl_minutes: float,
+    force: bool,
+    totals: RefreshTotals,
+    log: Any = None,
+) -> Iterator[CityOutcome]:
+    """Refresh each city in `slugs`, yielding its outcome as soon as it is committed."""
+    with warehouse.begin() as conn:
+        targets = load_targets(conn, slugs)
+    needed = sorted({d for target in targets.values() for d in target.tdsp_duns})
+    load = load_tdsp_plans(client, warehouse, needed, ttl_minutes, force)
+    totals.load = load
+    if log:
+        log.info(
+            f"{len(load.plans)} TDSP(s) ready ({load.cache_hits} from cache, "
+            f"{load.api_calls} API call(s)); {len(load.errors)} failed"
+        )
+
+    now = datetime.now(UTC)
+    for duns, tdsp_plans in sorted(load.plans.items()):
+        with warehouse.begin() as conn:
+            # A plan's source is who produced it (api or sandbox), even when read from cache.
+            totals.writes[duns] = write_tdsp_plans(
+                conn, duns, tdsp_plans.plans, now, tdsp_plans.origin
+            )
+
+    names = tdsps_by_duns()
+    ready: list[tuple[CityTarget, list[PlanRecord]]] = []
+    for slug in slugs:
+        target = targets.get(slug)
+        if target is None:
+            reason = "not in the warehouse's city catalog: materialize texas_cities for its tier"
+            totals.failed[slug] = reason
+            yield CityOutcome(slug, False, reason)
+            continue
+        broken = [d for d in target.tdsp_duns if d in load.errors]
+        if broken:
+            reason = "; ".join(
+                f"{names[d].name if d in names else d}: {load.errors[d]}" for d in broken
+            )
+            totals.failed[slug] = reason
+            yield CityOutcome(slug, False, reason)
+            continue
+        ready.append((target, [p for d in target.tdsp_duns for p in load.plans[d].plans]))
+
+    for start in range(0, len(ready), CITIES_PER_TRANSACTION):
+        batch = ready[start : start + CITIES_PER_TRANSACTION]
+        try:
+            with warehouse.begin() as conn:
+                replace_city_availability(
+                    conn,
+                    {
+                        target.slug: [
+                            totals.writes[p.tdsp_duns].plan_ids[p.external_id] for p in plans
+                        ]
+                        for target, plans in batch
+                    },
+                    now,
+                )
+        except SQLAlchemyError as exc:
+            reason = f"warehouse write failed: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
+            for target, _ in batch:
+                totals.failed[target.slug] = reason
+                yield CityOutcome(target.slug, False, reason)
+            continue
+        for target, plans in batch:
+            totals.refreshed += 1
+            sources = {load.plans[d].source for d in target.tdsp_duns}
+            skipped = [f"TDSP {d} {why}" for d in target.tdsp_duns for why in load.plans[d].skipped]
+            meta = city_metadata(target, plans, sources, skipped)
+            yield CityOutcome(target.slug, True, metadata=meta)

@@ -1,1 +1,0 @@
-"""Dagster resources: the warehouse, the ComparePower client and the city catalog."""

@@ -1,0 +1,127 @@
+"""Every environment variable the code location reads: its name, default and meaning, once.
+
+Modules never spell a variable's name; they read it through the `Setting` here, so the
+README's configuration table, the resources' field descriptions and the errors that name a
+bad value all come from this one table.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class SettingError(ValueError):
+    """A setting holds a value the code cannot use; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: its name, the default used when it is unset, what it means."""
+
+    name: str
+    default: str | None
+    meaning: str
+
+    def raw(self) -> str | None:
+        """The variable's value, or None when it is unset or empty."""
+        return os.environ.get(self.name) or None
+
+    def value(self) -> str | None:
+        """The variable's value, else the default."""
+        return self.raw() or self.default
+
+    def is_set(self) -> bool:
+        return self.raw() is not None
+
+    def number(self) -> float:
+        """The value as a finite number; `SettingError` names the variable and the bad value."""
+        text = self.value()
+        try:
+            number = float(text) if text is not None else math.nan
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
+            raise SettingError(f"{self.name} must be a number, got {text!r}")
+        return number
+
+
+DAGSTER_HOME = Setting(
+    "DAGSTER_HOME",
+    None,
+    "Dagster instance directory (holds `dagster.yaml`); `.dagster_home/` in the working "
+    "directory when unset",
+)
+DATABASE_URL = Setting(
+    "CHOOSEMYPOWER_DATABASE_URL",
+    None,
+    "warehouse SQLAlchemy URL (`postgresql://…` for production); the SQLite file "
+    "`warehouse.sqlite` in `DAGSTER_HOME` when unset",
+)
+API_URL = Setting(
+    "COMPAREPOWER_API_URL",
+    "https://pricing.api.comparepower.com",
+    "pricing API base URL",
+)
+API_KEY = Setting(
+    "COMPAREPOWER_API_KEY",
+    None,
+    "optional API key, sent as a bearer token, never logged",
+)
+CACHE_TTL_MINUTES = Setting(
+    "CHOOSEMYPOWER_CACHE_TTL_MINUTES",
+    "30",
+    "reuse a TDSP's cached response younger than this; maintenance prunes older ones",
+)
+CITY_CATALOG = Setting(
+    "CHOOSEMYPOWER_CITY_CATALOG",
+    None,
+    "another city catalog CSV instead of the packaged `data/cities.csv`",
+)
+EXPORT_DIR = Setting(
+    "CHOOSEMYPOWER_EXPORT_DIR",
+    "build/site-data",
+    "where `site_export` writes the site's JSON (relative to the working directory)",
+)
+ALERT_WEBHOOK_URL = Setting(
+    "CHOOSEMYPOWER_ALERT_WEBHOOK_URL",
+    None,
+    "failed-run alerts are POSTed here as JSON (logged when unset)",
+)
+RETRY_MAX_ATTEMPTS = Setting(
+    "CHOOSEMYPOWER_RETRY_MAX_ATTEMPTS",
+    "3",
+    "retries of a failed city by the `retry_failed_cities` sensor",
+)
+RETRY_BASE_DELAY_MINUTES = Setting(
+    "CHOOSEMYPOWER_RETRY_BASE_DELAY_MINUTES",
+    "5",
+    "first retry delay of a failed city; doubles with each attempt",
+)
+HISTORY_RETENTION_DAYS = Setting(
+    "CHOOSEMYPOWER_HISTORY_RETENTION_DAYS",
+    "400",
+    "price history kept by the weekly warehouse maintenance",
+)
+
+#: The table the README's "Configuration" section documents, in its order.
+SETTINGS: tuple[Setting, ...] = (
+    DAGSTER_HOME,
+    DATABASE_URL,
+    API_URL,
+    API_KEY,
+    CACHE_TTL_MINUTES,
+    CITY_CATALOG,
+    EXPORT_DIR,
+    ALERT_WEBHOOK_URL,
+    RETRY_MAX_ATTEMPTS,
+    RETRY_BASE_DELAY_MINUTES,
+    HISTORY_RETENTION_DAYS,
+)
+
+
+def dagster_home() -> Path:
+    """`DAGSTER_HOME`, or `.dagster_home/` in the working directory when it is unset."""
+    return Path(DAGSTER_HOME.raw() or Path.cwd() / ".dagster_home")

@@ -1,0 +1,1 @@
+"""The site export: the JSON payloads the site reads and their atomic publishing."""

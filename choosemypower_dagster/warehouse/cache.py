@@ -1,0 +1,55 @@
+"""The response cache: each TDSP's last good API answer, kept with its fetch time.
+
+A run reuses a response younger than the TTL instead of calling the API (database-first);
+the weekly maintenance prunes older ones.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from choosemypower_dagster.warehouse import schema as t
+from choosemypower_dagster.warehouse.upsert import upsert
+
+
+def cache_key(tdsp_duns: str) -> str:
+    """The cache row of a TDSP's current plans."""
+    return f"plans/current:{tdsp_duns}"
+
+
+def cache_lookup(conn: sa.Connection, cache_key: str, fresh_after: datetime) -> Any:
+    """The cached response row for `cache_key` fetched after `fresh_after`, or None."""
+    c = t.api_response_cache.c
+    return conn.execute(
+        sa.select(t.api_response_cache).where(c.cache_key == cache_key, c.fetched_at >= fresh_after)
+    ).first()
+
+
+def cache_store(
+    conn: sa.Connection,
+    cache_key: str,
+    tdsp_duns: str,
+    url: str,
+    source: str,
+    body: str,
+    fetched_at: datetime,
+) -> None:
+    """Keep a good response for later runs within the TTL."""
+    upsert(
+        conn,
+        t.api_response_cache,
+        [
+            {
+                "cache_key": cache_key,
+                "tdsp_duns": tdsp_duns,
+                "url": url,
+                "source": source,
+                "fetched_at": fetched_at,
+                "body": body,
+            }
+        ],
+        keys=["cache_key"],
+    )

@@ -1,0 +1,48 @@
+"""The refresh log: one row of totals per plan-refresh run, read by the command and the export."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from choosemypower_dagster.warehouse import schema as t
+from choosemypower_dagster.warehouse.upsert import upsert
+
+
+def write_refresh_log(conn: sa.Connection, row: dict[str, Any]) -> None:
+    """Record one refresh run's totals (read by the refresh command and the site export)."""
+    row = {**row, "errors": json.dumps(row.get("errors", {}), sort_keys=True)}
+    upsert(conn, t.refresh_log, [row], keys=["run_id"])
+
+
+@dataclass(frozen=True)
+class RunTotals:
+    """What a set of refresh runs did, and what the warehouse holds after them."""
+
+    cities_refreshed: int
+    api_calls: int
+    cache_hits: int
+    sources: tuple[str, ...]
+    active_plans: int
+    active_providers: int
+
+
+def run_totals(conn: sa.Connection, run_ids: Sequence[str]) -> RunTotals:
+    """Totals of the given runs' log rows, with the active plan and provider counts now."""
+    rows = conn.execute(sa.select(t.refresh_log).where(t.refresh_log.c.run_id.in_(run_ids))).all()
+    return RunTotals(
+        cities_refreshed=sum(r.cities_refreshed for r in rows),
+        api_calls=sum(r.api_calls for r in rows),
+        cache_hits=sum(r.cache_hits for r in rows),
+        sources=tuple(sorted({r.source for r in rows})),
+        active_plans=conn.execute(
+            sa.select(sa.func.count()).where(t.electricity_plans.c.active)
+        ).scalar_one(),
+        active_providers=conn.execute(
+            sa.select(sa.func.count()).where(t.providers.c.active)
+        ).scalar_one(),
+    )
