@@ -207,3 +207,10 @@ def materialize_cities(
         raise_on_error=raise_on_error,
     )
 
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-snapshots",
+        action="store_true",
+        help="rewrite the reviewed snapshots (e.g. snapshots/definitions.json) from the code",
+    )
