@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint format bench catalog dev clean
+.PHONY: install demo test lint defs format bench catalog dev clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	env -u DAGSTER_HOME $(BIN)/dg check defs
+
+## What the code location defines, as Dagster's project tool lists it.
+defs: $(STAMP)
+	env -u DAGSTER_HOME $(BIN)/dg list defs
 
 format: $(STAMP)
 	$(BIN)/ruff format .
