@@ -49,7 +49,7 @@ def instance_env(base_url: str, db_name: str) -> dict[str, str]:
     return {
         "DAGSTER_PG_HOST": url.host or "127.0.0.1",
         "DAGSTER_PG_PORT": str(url.port or 5432),
-        "DAGSTER_PG_USER": url.username or "postgres",
+        "DAGSTER_PG_USERNAME": url.username or "postgres",
         "DAGSTER_PG_PASSWORD": url.password or "",
         "DAGSTER_PG_DB": db_name,
     }

@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from choosemypower_dagster.assets.plans import API_POOL
+from choosemypower_dagster.defs.keys import API_POOL
 from choosemypower_dagster_tests.conftest import PROJECT_ROOT
 
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"
@@ -108,7 +108,7 @@ def test_production_instance_mirrors_the_local_instance_settings():
     assert {pg[k]["env"] for k in ("hostname", "port", "username", "password", "db_name")} == {
         "DAGSTER_PG_HOST",
         "DAGSTER_PG_PORT",
-        "DAGSTER_PG_USER",
+        "DAGSTER_PG_USERNAME",
         "DAGSTER_PG_PASSWORD",
         "DAGSTER_PG_DB",
     }
