@@ -7,8 +7,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from choosemypower_dagster.defs.resources import WarehouseResource
 from choosemypower_dagster.cli.migrate import main as migrate_command
+from choosemypower_dagster.defs.resources import WarehouseResource
 from choosemypower_dagster.warehouse import migrate
 from choosemypower_dagster.warehouse.schema import metadata
 
