@@ -17,8 +17,18 @@ from importlib import resources
 import httpx
 import pytest
 
+from choosemypower_dagster.pricing.components import (
+    bill,
+    parse_components,
+    plan_quotes,
+    reproduces_quotes,
+)
 from choosemypower_dagster.sandbox import SandboxConfig, SandboxServer, price_at
-from choosemypower_dagster.sandbox.catalog import build_universe
+from choosemypower_dagster.sandbox.catalog import (
+    PLAUSIBLE_RATE_BAND,
+    build_universe,
+    plausibility_problems,
+)
 from choosemypower_dagster.sandbox.objectid import (
     ID_TIME_END,
     ID_TIME_START,
@@ -204,13 +214,23 @@ def test_price_at_follows_the_component_rules() -> None:
     assert price_at(components, 2000) == (213.0, 0.1065)
     with pytest.raises(ValueError):
         price_at(components, 0)
+    # Whole-usage rule: a ranged component prices the whole usage, or nothing.
+    tiered = [
+        {"amount": 0.10, "multiplicative": True, "tdsp_charge": False, "min": 0, "max": 1000},
+        {"amount": 0.14, "multiplicative": True, "tdsp_charge": False, "min": 1001, "max": None},
+        {"amount": 9.95, "multiplicative": False, "tdsp_charge": False, "min": 0, "max": 999},
+    ]
+    assert price_at(tiered, 999) == (109.85, 0.11)  # 0.10 x 999 + 9.95
+    assert price_at(tiered, 1000) == (100.0, 0.1)  # 0.10 x 1000, no base charge
+    assert price_at(tiered, 1500) == (210.0, 0.14)  # 0.14 x 1500, not 100 + 0.14 x 500
 
 
 def test_expected_prices_follow_from_components(server: SandboxServer) -> None:
     plans = _all_plans(server)
     for plan in plans:
         for quote in plan["expected_prices"]:
-            assert quote["price"] == price_at(plan["components"], quote["usage"])[1]
+            computed = price_at(plan["components"], quote["usage"])[1]
+            assert (quote["price"] == computed) is quote["valid"]
         for usage in (500, 1000, 2000):
             total, avg = price_at(plan["components"], usage)
             assert plan[f"display_pricing_{usage}"] == {"usage": usage, "avg": avg, "total": total}
@@ -227,6 +247,51 @@ def test_expected_prices_follow_from_components(server: SandboxServer) -> None:
         tdsp_plans = server.plans_for(duns)
         assert any("index" in p["product"]["family"] for p in tdsp_plans)
         assert any(p["product"]["is_time_of_use"] for p in tdsp_plans)
+
+
+@pytest.mark.parametrize("epoch", [0, 1, 4])
+def test_every_plan_is_plausible(epoch: int) -> None:
+    universe = build_universe(0, epoch)
+    low, high = PLAUSIBLE_RATE_BAND
+    assert (low, high) == (0.05, 0.60)
+    for duns, plans in universe.plans.items():
+        for plan in plans:
+            assert plausibility_problems(plan["components"]) == [], (duns, plan["product"]["name"])
+            tdsp_only = [c for c in plan["components"] if c["tdsp_charge"]]
+            for usage in (500, 1000, 2000):
+                total, avg = price_at(plan["components"], usage)
+                assert low <= avg <= high
+                assert total >= price_at(tdsp_only, usage)[0]
+
+
+def test_credit_plans_are_priced_where_their_credit_applies(server: SandboxServer) -> None:
+    """A credit that starts above 1000 kWh is not folded into the 1000 kWh price; the
+    provider's own charges stay >= 0 from the first kWh a credit applies."""
+    late = 0
+    for plan in _all_plans(server):
+        credits = [c for c in plan["components"] if c["amount"] < 0]
+        own = [c for c in plan["components"] if not c["tdsp_charge"]]
+        for credit in credits:
+            start = credit["min"]
+            assert price_at(own, start)[0] >= 0, plan["product"]["name"]
+            if start > 1000:
+                late += 1
+                # the family's low target is met where the credit applies, not at 1000 kWh
+                assert price_at(plan["components"], 2000)[1] <= 0.24
+                assert price_at(plan["components"], 1000)[1] > price_at(plan["components"], 2000)[1]
+    assert late > 0
+
+
+def test_sandbox_prices_agree_with_the_pricing_package(server: SandboxServer) -> None:
+    """The sandbox's own statement of the rule and choosemypower_dagster.pricing agree, and every
+    plan's components reproduce its quotes once the invalid one is set aside."""
+    for plan in _all_plans(server):
+        charges = parse_components(plan["components"])
+        for usage in (500, 999, 1000, 1001, 1234, 2000):
+            assert bill(charges, usage) == pytest.approx(
+                price_at(plan["components"], usage)[0], abs=0.006
+            )
+        assert reproduces_quotes(charges, plan_quotes(plan).rates), plan["product"]["name"]
 
 
 def test_ids_are_valid_unique_and_in_time_range(server: SandboxServer) -> None:

@@ -1,4 +1,8 @@
-"""Deterministic synthetic plan universe (TDSPs, providers, plans) for one seed and price epoch."""
+"""Deterministic synthetic plan universe (TDSPs, providers, plans) for one seed and price epoch.
+
+Prices follow the whole-usage rule (`pricing.py`) and are plausible: every plan's average price
+at 500, 1000 and 2000 kWh lies in PLAUSIBLE_RATE_BAND and never below its TDSP's charges alone.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import copy
 import csv
 import io
 import json
+import math
 import random
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -13,7 +18,7 @@ from importlib import resources
 from typing import Any
 
 from .objectid import ObjectIdFactory
-from .pricing import EXPECTED_USAGES, display_pricing, expected_prices, price_at
+from .pricing import EXPECTED_USAGES, applies, display_pricing, expected_prices, price_at
 
 DOCS_BASE = "https://sandbox.invalid"
 
@@ -70,6 +75,8 @@ _COMMON_FAMILIES = ("fixed", "green", "bill-credit", "variable", "autopay")
 _COMMON_WEIGHTS = (55, 15, 12, 10, 8)
 _RATE_BAND = (0.092, 0.24)
 _MIN_ENERGY_CHARGE = 0.035
+#: Every served plan's average price at 500, 1000 and 2000 kWh lies in this band ($/kWh).
+PLAUSIBLE_RATE_BAND = (0.05, 0.60)
 PLANS_PER_TDSP = (132, 148)
 PROVIDERS_PER_TDSP = (17, 19)
 
@@ -145,6 +152,20 @@ class Product:
     credit_amount: float
     credit_min: int
     target_rate: float
+    #: The base charge applies only up to this usage (kWh, inclusive); None = at every usage.
+    base_max_kwh: int | None = None
+    #: (from kWh, extra $/kWh): from that usage on, the WHOLE usage pays the energy charge plus
+    #: the extra (a tiered energy charge); None = one energy charge.
+    energy_step: tuple[int, float] | None = None
+    #: Bill credits as (dollars, from kWh, to kWh or None); empty = the single credit above.
+    credit_steps: tuple[tuple[float, int, int | None], ...] = ()
+
+    @property
+    def credits(self) -> tuple[tuple[float, int, int | None], ...]:
+        """Every bill credit as (dollars, from kWh, to kWh or None)."""
+        if self.credit_steps:
+            return self.credit_steps
+        return ((self.credit_amount, self.credit_min, None),) if self.credit_amount > 0 else ()
 
 
 @dataclass(frozen=True)
@@ -296,13 +317,20 @@ def _tariff(tdsp: Tdsp) -> tuple[float, float, float]:
 
 
 def components_for(product: Product, tdsp: Tdsp, energy_charge: float) -> list[dict[str, Any]]:
-    """The plan's components: TDSP charges, provider base and energy charges, bill credit."""
+    """The plan's components: TDSP charges, provider base and energy charges, bill credits."""
     fixed, delivery, _ = _tariff(tdsp)
 
-    def part(amount: float, mult: bool, tdsp_charge: bool, desc: str, low: int = 0) -> dict:
+    def part(
+        amount: float,
+        mult: bool,
+        tdsp_charge: bool,
+        desc: str,
+        low: int = 0,
+        high: int | None = None,
+    ) -> dict:
         return {
             "min": low,
-            "max": None,
+            "max": high,
             "amount": amount,
             "multiplicative": mult,
             "compound": False,
@@ -315,11 +343,26 @@ def components_for(product: Product, tdsp: Tdsp, energy_charge: float) -> list[d
         part(delivery, True, True, f"{tdsp.short_name} delivery charge ($/kWh)"),
     ]
     if product.base_charge > 0:
-        parts.append(part(product.base_charge, False, False, "Base charge ($/month)"))
-    parts.append(part(energy_charge, True, False, "Energy charge ($/kWh)"))
-    if product.credit_amount > 0:
-        desc = f"Bill credit when usage is at least {product.credit_min} kWh"
-        parts.append(part(-product.credit_amount, False, False, desc, product.credit_min))
+        if product.base_max_kwh is None:
+            parts.append(part(product.base_charge, False, False, "Base charge ($/month)"))
+        else:
+            desc = f"Base charge when usage is at most {product.base_max_kwh} kWh ($/month)"
+            parts.append(part(product.base_charge, False, False, desc, high=product.base_max_kwh))
+    if product.energy_step is None:
+        parts.append(part(energy_charge, True, False, "Energy charge ($/kWh)"))
+    else:
+        start, extra = product.energy_step
+        upper = round(energy_charge + extra, 5)
+        low_desc = f"Energy charge when usage is at most {start - 1} kWh ($/kWh)"
+        high_desc = f"Energy charge on all kWh when usage is {start} kWh or more ($/kWh)"
+        parts.append(part(energy_charge, True, False, low_desc, high=start - 1))
+        parts.append(part(upper, True, False, high_desc, low=start))
+    for dollars, low, high in product.credits:
+        if high is None:
+            desc = f"Bill credit when usage is at least {low} kWh"
+        else:
+            desc = f"Bill credit when usage is {low} to {high} kWh"
+        parts.append(part(-dollars, False, False, desc, low, high))
     return parts
 
 
@@ -328,12 +371,76 @@ def _rate_1000(product: Product, tdsp: Tdsp, energy_charge: float) -> float:
     return price_at(components_for(product, tdsp, energy_charge), 1000)[1]
 
 
+def _anchor_usage(product: Product) -> int:
+    """The quoted usage whose price the product's target rate is meant for.
+
+    1000 kWh, except for a credit plan that no credit reaches at 1000 kWh: a credit family's
+    low target presumes its credit, so it is the price at the first quoted usage a credit
+    reaches (2000 kWh for a credit from 1200 kWh).
+    """
+    credits = product.credits
+    if not credits:
+        return 1000
+
+    def reached(usage: int) -> bool:
+        return any(low <= usage and (high is None or usage <= high) for _, low, high in credits)
+
+    if reached(1000):
+        return 1000
+    return next((usage for usage in EXPECTED_USAGES if reached(usage)), 1000)
+
+
+def _energy_floor(product: Product, tdsp: Tdsp) -> float:
+    """The lowest energy charge ($/kWh) at which the provider's own charges never go negative.
+
+    Within a credit's range the provider's share (energy x usage + base - credits) grows with
+    usage, so it is lowest where the credit starts: the floor keeps it >= 0 there. A plan can
+    then never cost less than its TDSP's charges alone.
+    """
+    floor = _MIN_ENERGY_CHARGE
+    own = [c for c in components_for(product, tdsp, 0.0) if not c["tdsp_charge"]]
+    for _, low, _high in product.credits:
+        usage = max(low, 1)
+        share = sum(
+            c["amount"] * usage if c["multiplicative"] else c["amount"]
+            for c in own
+            if applies(c, usage)
+        )
+        floor = max(floor, -share / usage)
+    return math.ceil(floor * 100_000 - 1e-6) / 100_000  # up to 5 decimals, float noise aside
+
+
+def plausibility_problems(components: list[dict[str, Any]]) -> list[str]:
+    """Why a plan's prices at 500/1000/2000 kWh are implausible (empty when they are not).
+
+    Each quoted price must lie in PLAUSIBLE_RATE_BAND and be no lower than the TDSP charges
+    alone at that usage.
+    """
+    tdsp_only = [c for c in components if c.get("tdsp_charge")]
+    problems = []
+    low, high = PLAUSIBLE_RATE_BAND
+    for usage in EXPECTED_USAGES:
+        total, avg = price_at(components, usage)
+        floor, _ = price_at(tdsp_only, usage)
+        if total < floor:
+            problems.append(f"{usage} kWh: ${total:.2f} is below the TDSP charges (${floor:.2f})")
+        if not low <= avg <= high:
+            problems.append(f"{usage} kWh: {avg * 100:.2f} cents/kWh is outside {low}-{high} $")
+    return problems
+
+
 def _solve_energy_charge(product: Product, tdsp: Tdsp, target: float) -> float:
-    """The energy charge ($/kWh, 5 decimals) that puts the 1000 kWh rate at `target`."""
+    """The energy charge ($/kWh, 5 decimals) that puts the anchor usage's rate at `target`.
+
+    The anchor is 1000 kWh, or the first quoted usage a credit reaches (`_anchor_usage`); the
+    charge never goes below `_energy_floor`, so credits cannot push a bill under its TDSP
+    charges.
+    """
     target = min(max(target, _RATE_BAND[0]), _RATE_BAND[1])
-    without_energy = price_at(components_for(product, tdsp, 0.0), 1000)[0]
-    energy = (target * 1000 - without_energy) / 1000
-    return round(max(energy, _MIN_ENERGY_CHARGE), 5)
+    usage = _anchor_usage(product)
+    without_energy = price_at(components_for(product, tdsp, 0.0), usage)[0]
+    energy = round((target * usage - without_energy) / usage, 5)
+    return max(energy, _energy_floor(product, tdsp))
 
 
 def _spec(ids: ObjectIdFactory, rng: random.Random, product: Product, tdsp: Tdsp) -> PlanSpec:
@@ -393,13 +500,18 @@ def _advance(specs: dict[str, list[PlanSpec]], seed: int, epoch: int) -> dict[st
 
 
 def _reprice(plan: PlanSpec, rng: random.Random) -> PlanSpec:
-    """The plan with its energy charge moved 4-12% up or down, staying in the rate band."""
+    """The plan with its energy charge moved 4-12% up or down, staying plausible."""
     direction = rng.choice((-1, 1))
+    floor = _energy_floor(plan.product, plan.tdsp)
     for _ in range(2):
         factor = 1 + direction * rng.uniform(0.04, 0.12)
-        energy = round(max(plan.energy_charge * factor, _MIN_ENERGY_CHARGE), 5)
+        energy = max(round(plan.energy_charge * factor, 5), floor)
         rate = _rate_1000(plan.product, plan.tdsp, energy)
-        if energy != plan.energy_charge and _RATE_BAND[0] <= rate <= _RATE_BAND[1]:
+        if (
+            energy != plan.energy_charge
+            and _RATE_BAND[0] <= rate <= _RATE_BAND[1]
+            and not plausibility_problems(components_for(plan.product, plan.tdsp, energy))
+        ):
             return replace(plan, energy_charge=energy)
         direction = -direction
     return replace(plan, energy_charge=round(plan.energy_charge + 0.002, 5))
