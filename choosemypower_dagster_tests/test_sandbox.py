@@ -24,18 +24,18 @@ from choosemypower_dagster.pricing.components import (
     reproduces_quotes,
 )
 from choosemypower_dagster.sandbox import SandboxConfig, SandboxServer, price_at
-from choosemypower_dagster.sandbox.universe import (
-    PLAUSIBLE_RATE_BAND,
-    SPECIAL_CASES,
-    build_universe,
-    plausibility_problems,
-)
 from choosemypower_dagster.sandbox.objectid import (
     ID_TIME_END,
     ID_TIME_START,
     ObjectIdFactory,
     is_object_id,
     object_id_time,
+)
+from choosemypower_dagster.sandbox.universe import (
+    PLAUSIBLE_RATE_BAND,
+    SPECIAL_CASES,
+    build_universe,
+    plausibility_problems,
 )
 
 PLAN_KEYS = {

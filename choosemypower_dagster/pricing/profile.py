@@ -19,7 +19,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .components import Charge, bill
+from choosemypower_dagster.pricing.components import Charge, bill
+from choosemypower_dagster.settings import USAGE_PROFILE
 
 #: The packaged profile, relative to the `choosemypower_dagster` package.
 DEFAULT_PROFILE_RESOURCE = "data/usage_profile_tx.json"
@@ -106,6 +107,11 @@ def load_profile(path: str | Path | None = None) -> UsageProfile:
     except ValueError as exc:
         raise ValueError(f"usage profile {origin}: not valid JSON ({exc})") from None
     return profile_from_dict(data, origin)
+
+
+def configured_profile() -> UsageProfile:
+    """The profile in use: the file `CHOOSEMYPOWER_USAGE_PROFILE` names, else the packaged one."""
+    return load_profile(USAGE_PROFILE.raw())
 
 
 def monthly_costs(charges: Sequence[Charge], profile: UsageProfile) -> tuple[float, ...]:
