@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from choosemypower_dagster.checks.outcome import Outcome, offending
 from choosemypower_dagster.comparepower.contract import contract_changes, observed_fields
-from choosemypower_dagster.comparepower.parsing import parse_plans
+from choosemypower_dagster.comparepower.parsing import foreign_plans
 from choosemypower_dagster.pricing import components as pricing
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster.warehouse.cache import CachedResponse
@@ -252,7 +252,6 @@ def check_plans_of_requested_tdsp(responses: Sequence[CachedResponse]) -> Outcom
     for response in responses:
         try:
             payload = json.loads(response.body)
-            parsed = parse_plans(payload, response.tdsp_duns)
         except ValueError:
             continue
         plans_seen += len(payload) if isinstance(payload, list) else 0
@@ -264,7 +263,7 @@ def check_plans_of_requested_tdsp(responses: Sequence[CachedResponse]) -> Outcom
                 "provider": plan.provider_name,
                 "plan": plan.name,
             }
-            for plan in parsed.foreign
+            for plan in foreign_plans(payload, response.tdsp_duns)
         )
     return offending(
         plans_seen,

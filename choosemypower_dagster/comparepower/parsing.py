@@ -159,6 +159,28 @@ def own_tdsp_duns(plan: dict[str, Any]) -> str | None:
     return _text(_dict(plan.get("tdsp")).get("duns_number")) or _text(plan.get("tdsp_duns"))
 
 
+def _as_foreign(plan: dict[str, Any], tdsp_duns: str) -> ForeignPlan | None:
+    """The plan as a foreign one when it says it belongs to another TDSP, else None."""
+    own = own_tdsp_duns(plan)
+    if own is None or own == tdsp_duns:
+        return None
+    product = _dict(plan.get("product"))
+    return ForeignPlan(
+        external_id=_text(plan.get("_id")) or "",
+        name=_text(product.get("display_name")) or _text(product.get("name")) or "",
+        provider_name=_text(_dict(product.get("brand")).get("name")) or "",
+        requested_duns=tdsp_duns,
+        own_duns=own,
+    )
+
+
+def foreign_plans(payload: Any, tdsp_duns: str) -> list[ForeignPlan]:
+    """The plans of a response that say they belong to another TDSP (a cheap scan, no pricing)."""
+    plans = payload if isinstance(payload, list) else []
+    found = (_as_foreign(plan, tdsp_duns) for plan in plans if isinstance(plan, dict))
+    return [plan for plan in found if plan is not None]
+
+
 class ForeignTdspError(_BadPlan):
     """The plan belongs to another TDSP than the one whose plans were asked for."""
 
@@ -219,9 +241,8 @@ def parse_plan(plan: Any, tdsp_duns: str, profile: UsageProfile | None = None) -
         raise _BadPlan(f"plan {external_id}: no brand name")
     name = _text(product.get("display_name")) or _text(product.get("name")) or external_id
     family = _text(product.get("family"))
-    own = own_tdsp_duns(plan)
-    if own is not None and own != tdsp_duns:
-        raise ForeignTdspError(ForeignPlan(external_id, name, provider, tdsp_duns, own))
+    if (foreign := _as_foreign(plan, tdsp_duns)) is not None:
+        raise ForeignTdspError(foreign)
     try:
         term_value = _number(product.get("term"), "product.term")
         try:
