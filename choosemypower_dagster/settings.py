@@ -100,6 +100,12 @@ RETRY_BASE_DELAY_MINUTES = Setting(
     "5",
     "first retry delay of a failed city; doubles with each attempt",
 )
+USAGE_PROFILE = Setting(
+    "CHOOSEMYPOWER_USAGE_PROFILE",
+    None,
+    "another usage profile JSON (twelve monthly kWh and their source) instead of the packaged "
+    "`data/usage_profile_tx.json`: the typical year every plan is priced over",
+)
 HISTORY_RETENTION_DAYS = Setting(
     "CHOOSEMYPOWER_HISTORY_RETENTION_DAYS",
     "400",
@@ -119,6 +125,7 @@ SETTINGS: tuple[Setting, ...] = (
     RETRY_MAX_ATTEMPTS,
     RETRY_BASE_DELAY_MINUTES,
     HISTORY_RETENTION_DAYS,
+    USAGE_PROFILE,
 )
 
 

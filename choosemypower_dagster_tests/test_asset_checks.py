@@ -41,7 +41,17 @@ INTEGRITY = [
     ac.ACTIVE_EXTERNAL_IDS_UNIQUE,
     ac.CITIES_COVERED,
 ]
-QUALITY = [ac.EXTERNAL_IDS_OBJECT_IDS, ac.PRICES_MATCH_COMPONENTS, ac.RATES_IN_BAND]
+QUALITY = [
+    ac.EXTERNAL_IDS_OBJECT_IDS,
+    ac.PRICES_MATCH_COMPONENTS,
+    ac.RATES_IN_BAND,
+    ac.PRICES_COVER_DELIVERY,
+    ac.PLANS_OF_REQUESTED_TDSP,
+    ac.UPSTREAM_CONTRACT,
+]
+# The sandbox lists one plan of another TDSP on purpose (AEP North's answer holds a TNMP plan):
+# this check warns on every clean refresh that fetched that answer.
+EXPECTED_WARNING = ac.PLANS_OF_REQUESTED_TDSP
 ALL_CHECKS = [*INTEGRITY, *QUALITY, ac.NO_HARDCODED_IDS]
 
 plans = t.electricity_plans
@@ -103,7 +113,9 @@ def _refreshed(resources: dict[str, Any]) -> dg.DagsterInstance:
     assert materialize_catalog(resources, instance).success
     result = _refresh(resources, instance)
     assert result.success
-    assert all(e.passed for e in result.get_asset_check_evaluations())
+    assert all(
+        e.passed for e in result.get_asset_check_evaluations() if e.check_name != EXPECTED_WARNING
+    )
     return instance
 
 
@@ -126,9 +138,22 @@ def test_checks_pass_after_refresh_and_run_in_city_refresh_job(resources, sandbo
     assert result.success
     found = _evaluations(result)
     assert sorted(found) == sorted(ALL_CHECKS)
-    assert all(e.passed for e in found.values()), {
+    assert all(e.passed for n, e in found.items() if n != EXPECTED_WARNING), {
         n: e.description for n, e in found.items() if not e.passed
     }
+    with resources["warehouse"].begin() as conn:
+        fetched = set(conn.execute(sa.select(t.api_response_cache.c.tdsp_duns)).scalars())
+    foreign = [
+        (duns, p["_id"])
+        for duns in fetched
+        for p in sandbox.plans_for(duns)
+        if p["tdsp"]["duns_number"] != duns
+    ]
+    assert foreign, "the sandbox should list a plan of another TDSP in the fetched answers"
+    warning = found[EXPECTED_WARNING]
+    assert not warning.passed and warning.severity == dg.AssetCheckSeverity.WARN
+    assert warning.metadata["offending_rows"].value == len(foreign)
+    assert all(external_id in _offending(warning) for _, external_id in foreign)
     with resources["warehouse"].begin() as conn:
         stored = conn.execute(sa.select(sa.func.count()).select_from(plans)).scalar_one()
         recorded = conn.execute(
@@ -264,6 +289,18 @@ def test_quality_checks_warn_without_failing_the_run(resources, sandbox):
             sa.update(plans).where(plans.c.id == i.id).values(expected_prices=json.dumps(quoted))
         )
         conn.execute(sa.update(plans).where(plans.c.id == j.id).values(rate_1000=0.75))
+        # A 2000 kWh price (5.5¢, inside the band) below what the TDSP alone charges there.
+        k = _active_plans(conn)[3]
+        conn.execute(sa.update(plans).where(plans.c.id == k.id).values(rate_2000=0.055))
+        # Upstream adds a field to every plan of one TDSP's answer.
+        cache = t.api_response_cache
+        first = conn.execute(sa.select(cache).order_by(cache.c.tdsp_duns).limit(1)).one()
+        body = [{**plan, "loyalty_tier": "gold"} for plan in json.loads(first.body)]
+        conn.execute(
+            sa.update(cache)
+            .where(cache.c.cache_key == first.cache_key)
+            .values(body=json.dumps(body))
+        )
 
     result, found = _run_checks(resources, instance)
     assert result.success  # WARN checks never fail the run
@@ -278,6 +315,9 @@ def test_quality_checks_warn_without_failing_the_run(resources, sandbox):
     assert j.id in _offending(found[ac.RATES_IN_BAND]) and "75.0" in _offending(
         found[ac.RATES_IN_BAND]
     )
+    floor = _offending(found[ac.PRICES_COVER_DELIVERY])
+    assert k.id in floor and "| 2000 | 5.5 |" in floor
+    assert "| loyalty_tier | new |" in _offending(found[ac.UPSTREAM_CONTRACT])
     assert all(found[name].passed for name in INTEGRITY)
 
     # The band and the tolerance are run config.

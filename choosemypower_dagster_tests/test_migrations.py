@@ -3,6 +3,8 @@
 Runs on SQLite and on a fresh PostgreSQL schema (the `warehouse_url` fixture).
 """
 
+from datetime import UTC, datetime
+
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -10,7 +12,10 @@ from alembic.migration import MigrationContext
 from choosemypower_dagster.cli.migrate import main as migrate_command
 from choosemypower_dagster.defs.resources import WarehouseResource
 from choosemypower_dagster.warehouse import migrate
+from choosemypower_dagster.warehouse.ids import new_object_id
 from choosemypower_dagster.warehouse.schema import metadata
+
+NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
 VERSION_OPTS = {"version_table": migrate.VERSION_TABLE}
 
@@ -93,3 +98,49 @@ def test_migrate_command_upgrades_and_reports(tmp_path, capsys):
     assert f"-> {migrate.head_revision()}" in capsys.readouterr().out
     assert migrate_command(["current", "--url", url]) == 0
     assert "up to date" in capsys.readouterr().out
+
+
+def test_a_warehouse_holding_plans_at_0003_upgrades_in_place_to_structured_pricing(
+    warehouse_url,
+):
+    """Rows written before 0004 stay; the new pricing columns start empty until a refresh."""
+    engine = _engine(warehouse_url)
+    try:
+        with engine.begin() as conn:
+            migrate.command.upgrade(migrate.alembic_config(connection=conn), "0003")
+            conn.execute(
+                sa.text(
+                    "INSERT INTO providers (name, active, plan_count, cities_reached, "
+                    "first_seen_at, last_seen_at, updated_at) "
+                    "VALUES ('Provider A', true, 1, 0, :now, :now, :now)"
+                ),
+                {"now": NOW},
+            )
+            provider_id = conn.execute(sa.text("SELECT id FROM providers")).scalar_one()
+            plan_id = new_object_id()
+            conn.execute(
+                sa.text(
+                    "INSERT INTO electricity_plans (id, external_id, tdsp_duns, provider_id, "
+                    "provider_name, name, rate_type, rate_1000, price_fingerprint, active, "
+                    "source, first_seen_at, last_seen_at, updated_at) VALUES (:id, :ext, "
+                    "'957877905', :pid, 'Provider A', 'Plan A', 'fixed', 0.14, 'f', true, "
+                    "'sandbox', :now, :now, :now)"
+                ),
+                {"id": plan_id, "ext": new_object_id(), "pid": provider_id, "now": NOW},
+            )
+        outcome = migrate.upgrade(engine)
+        assert (outcome.before, outcome.after) == ("0003", migrate.head_revision())
+        with engine.connect() as conn:
+            row = conn.execute(
+                sa.select(metadata.tables["electricity_plans"]).where(
+                    metadata.tables["electricity_plans"].c.id == plan_id
+                )
+            ).one()
+            assert (
+                compare_metadata(MigrationContext.configure(conn, opts=VERSION_OPTS), metadata)
+                == []
+            )
+        assert (row.name, row.rate_1000) == ("Plan A", 0.14)
+        assert row.pricing_exact is None and row.annual_cost_typical is None
+    finally:
+        engine.dispose()

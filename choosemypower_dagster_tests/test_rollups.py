@@ -4,8 +4,10 @@ The expected values come straight from the sandbox's plan lists (`plans_for`) an
 city catalog, never from the rollup code. Runs on SQLite and PostgreSQL.
 """
 
+import json
 import statistics
 from datetime import UTC, datetime
+from importlib.resources import files
 from typing import Any
 
 import dagster as dg
@@ -21,18 +23,42 @@ USAGES = (500, 1000, 2000)
 
 
 def price(plan: dict[str, Any], usage: int) -> float:
-    """The plan's average $/kWh at `usage`, as the API quotes it."""
-    return next(e["price"] for e in plan["expected_prices"] if e["usage"] == usage)
+    """The plan's average $/kWh at `usage` as the API quotes it: a quote marked invalid gives
+    way to the plan's display price."""
+    for entry in plan["expected_prices"]:
+        if entry["usage"] == usage and entry.get("valid") is not False:
+            return entry["price"]
+    return plan[f"display_pricing_{usage}"]["avg"]
 
 
 def is_fixed(plan: dict[str, Any]) -> bool:
-    """Fixed-rate: not time-of-use, a term over one month, not indexed (the product's rule)."""
+    """Fixed-rate: not time-of-use, not indexed, a term of two months or more."""
     product = plan["product"]
-    name = product.get("display_name") or product.get("name") or ""
-    family = product.get("family") or ""
-    if product.get("is_time_of_use") or (product.get("term") or 0) <= 1:
+    words = f"{product.get('display_name') or product.get('name')} {product.get('family')}"
+    if product.get("is_time_of_use") or "index" in words.lower() or "wholesale" in words.lower():
         return False
-    return "index" not in name.lower() and "index" not in family.lower()
+    return (product.get("term") or 0) >= 2
+
+
+def annual_cost(plan: dict[str, Any], monthly_kwh: list[float]) -> float:
+    """The year's bill, month by month: a component counts in full when the month's usage lies
+    in its [min, max], per kWh when multiplicative, once otherwise."""
+    total = 0.0
+    for usage in monthly_kwh:
+        for part in plan["components"]:
+            low, high = part.get("min") or 0, part.get("max")
+            if low <= usage and (high is None or usage <= high):
+                total += part["amount"] * (usage if part["multiplicative"] else 1)
+    return total
+
+
+def served(plan: dict[str, Any], duns: str) -> bool:
+    """A plan listed for `duns` that belongs to it (plans of another TDSP are skipped)."""
+    return plan["tdsp"]["duns_number"] == duns
+
+
+def resources_text(package: str, name: str) -> str:
+    return files(package).joinpath(name).read_text()
 
 
 def aware(value: datetime) -> datetime:
@@ -50,6 +76,9 @@ def test_city_summaries_match_plans_recomputed_from_the_sandbox(resources, sandb
     instance = dg.DagsterInstance.ephemeral()
     assert materialize_catalog(resources, instance).success
     keys = city_keys()[:8]  # Houston .. with Austin (two TDSPs) and four TDSPs in all
+    profile = json.loads(resources_text("choosemypower_dagster", "data/usage_profile_tx.json"))[
+        "monthly_kwh"
+    ]
     before = datetime.now(UTC)
     result = materialize_cities(resources, instance, keys[0], keys[-1])
     after = datetime.now(UTC)
@@ -73,7 +102,9 @@ def test_city_summaries_match_plans_recomputed_from_the_sandbox(resources, sandb
 
     cheapest_overall = None
     for slug in keys:
-        plans = [(d, p) for d in catalog[slug].tdsp_duns for p in sandbox.plans_for(d)]
+        plans = [
+            (d, p) for d in catalog[slug].tdsp_duns for p in sandbox.plans_for(d) if served(p, d)
+        ]
         row = rows[slug]
         assert row.plan_count == len(plans)
         assert row.provider_count == len({p["product"]["brand"]["name"] for _, p in plans})
@@ -97,6 +128,11 @@ def test_city_summaries_match_plans_recomputed_from_the_sandbox(resources, sandb
             tied = {ids[(p["_id"], d)] for d, p in of_term if price(p, 1000) == best}
             assert getattr(row, f"cheapest_{term}m_rate_1000") == pytest.approx(best)
             assert chosen in tied
+        costs = {ids[(p["_id"], d)]: annual_cost(p, profile) for d, p in plans}
+        cheapest_year = min(costs.values())
+        assert row.cheapest_typical_annual_cost == pytest.approx(cheapest_year, abs=0.01)
+        assert costs[row.cheapest_typical_plan_id] == pytest.approx(cheapest_year)
+        assert row.cheapest_typical_rate == pytest.approx(cheapest_year / sum(profile))
         assert before <= aware(row.plans_refreshed_at) <= after
         low = min(price(p, 1000) for _, p in plans)
         cheapest_overall = low if cheapest_overall is None else min(cheapest_overall, low)

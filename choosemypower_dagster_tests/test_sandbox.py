@@ -17,6 +17,12 @@ from importlib import resources
 import httpx
 import pytest
 
+from choosemypower_dagster.pricing.components import (
+    bill,
+    parse_components,
+    plan_quotes,
+    reproduces_quotes,
+)
 from choosemypower_dagster.sandbox import SandboxConfig, SandboxServer, price_at
 from choosemypower_dagster.sandbox.objectid import (
     ID_TIME_END,
@@ -25,7 +31,12 @@ from choosemypower_dagster.sandbox.objectid import (
     is_object_id,
     object_id_time,
 )
-from choosemypower_dagster.sandbox.universe import build_universe
+from choosemypower_dagster.sandbox.universe import (
+    PLAUSIBLE_RATE_BAND,
+    SPECIAL_CASES,
+    build_universe,
+    plausibility_problems,
+)
 
 PLAN_KEYS = {
     "_id",
@@ -102,10 +113,23 @@ def _all_plans(server: SandboxServer) -> list[dict]:
     return [plan for duns in ALL_DUNS for plan in server.plans_for(duns)]
 
 
+def _special(server: SandboxServer) -> dict[str, tuple[str, dict]]:
+    """Hard case -> (DUNS of the list serving it, plan object), for the current switches."""
+    config = server.config
+    cases = build_universe(config.seed, config.price_epoch).special_cases
+    return {
+        cases[plan["_id"]]: (duns, plan)
+        for duns in ALL_DUNS
+        for plan in server.plans_for(duns)
+        if plan.get("_id") in cases
+    }
+
+
 # -- shapes ------------------------------------------------------------------------------------
 
 
-def test_plan_lists_have_the_api_shape(client: httpx.Client) -> None:
+def test_plan_lists_have_the_api_shape(client: httpx.Client, server: SandboxServer) -> None:
+    special = {plan["_id"]: case for case, (_, plan) in _special(server).items()}
     for duns in ALL_DUNS:
         response = _plans(client, duns)
         assert response.status_code == 200
@@ -116,22 +140,27 @@ def test_plan_lists_have_the_api_shape(client: httpx.Client) -> None:
         brands = {plan["product"]["brand"]["name"] for plan in plans}
         assert 15 <= len(brands) <= 20
         for plan in plans:
+            case = special.get(plan["_id"])  # the hard cases differ on purpose (tested below)
             assert PLAN_KEYS <= set(plan)
             assert PRODUCT_KEYS <= set(plan["product"])
             assert set(plan["tdsp"]) == TDSP_KEYS
-            assert plan["tdsp_duns"] == duns == plan["tdsp"]["duns_number"]
+            assert plan["tdsp_duns"] == plan["tdsp"]["duns_number"]
+            assert (plan["tdsp_duns"] == duns) is (case != "foreign_tdsp")
             assert plan["product_id"] == plan["product"]["_id"]
-            assert plan["product"]["term"] in TERMS
+            assert plan["product"]["term"] in (TERMS | {None} if case == "no_term" else TERMS)
             assert 0 <= plan["product"]["percent_green"] <= 100
             brand = plan["product"]["brand"]
             assert BRAND_KEYS | {"contact_info"} <= set(brand)
             assert brand["contact_info"]["support"]["email"]
             assert [p["usage"] for p in plan["expected_prices"]] == [500, 1000, 2000]
-            assert all(p["valid"] is True for p in plan["expected_prices"])
-            assert {d["type"] for d in plan["document_links"]} == {"efl", "tos", "yraac"}
-            assert all(
-                d["link"].startswith("https://sandbox.invalid/") for d in plan["document_links"]
-            )
+            valid = [p["valid"] for p in plan["expected_prices"]]
+            assert valid == ([True, True, False] if case == "invalid_quote" else [True] * 3)
+            yraac = "yrac" if case == "index_month_to_month" else "yraac"
+            assert {d["type"] for d in plan["document_links"]} == {"efl", "tos", yraac}
+            for doc in plan["document_links"]:
+                assert doc["snapshot_url"].startswith("https://sandbox.invalid/")
+                if "link" in doc or case != "invalid_quote":
+                    assert doc["link"].startswith("https://sandbox.invalid/")
 
 
 def test_both_listing_endpoints_return_the_same_list(client: httpx.Client) -> None:
@@ -204,13 +233,23 @@ def test_price_at_follows_the_component_rules() -> None:
     assert price_at(components, 2000) == (213.0, 0.1065)
     with pytest.raises(ValueError):
         price_at(components, 0)
+    # Whole-usage rule: a ranged component prices the whole usage, or nothing.
+    tiered = [
+        {"amount": 0.10, "multiplicative": True, "tdsp_charge": False, "min": 0, "max": 1000},
+        {"amount": 0.14, "multiplicative": True, "tdsp_charge": False, "min": 1001, "max": None},
+        {"amount": 9.95, "multiplicative": False, "tdsp_charge": False, "min": 0, "max": 999},
+    ]
+    assert price_at(tiered, 999) == (109.85, 0.11)  # 0.10 x 999 + 9.95
+    assert price_at(tiered, 1000) == (100.0, 0.1)  # 0.10 x 1000, no base charge
+    assert price_at(tiered, 1500) == (210.0, 0.14)  # 0.14 x 1500, not 100 + 0.14 x 500
 
 
 def test_expected_prices_follow_from_components(server: SandboxServer) -> None:
     plans = _all_plans(server)
     for plan in plans:
         for quote in plan["expected_prices"]:
-            assert quote["price"] == price_at(plan["components"], quote["usage"])[1]
+            computed = price_at(plan["components"], quote["usage"])[1]
+            assert (quote["price"] == computed) is quote["valid"]
         for usage in (500, 1000, 2000):
             total, avg = price_at(plan["components"], usage)
             assert plan[f"display_pricing_{usage}"] == {"usage": usage, "avg": avg, "total": total}
@@ -218,7 +257,7 @@ def test_expected_prices_follow_from_components(server: SandboxServer) -> None:
         kinds = [(c["tdsp_charge"], c["multiplicative"]) for c in plan["components"]]
         assert (True, False) in kinds and (True, True) in kinds and (False, True) in kinds
     products = [p["product"] for p in plans]
-    assert {p["term"] for p in products} == TERMS
+    assert {p["term"] for p in products} == TERMS | {None}
     assert any("index" in (p["family"] + p["name"]).lower() for p in products)
     assert any(p["is_time_of_use"] for p in products)
     assert any(p["percent_green"] == 100 for p in products)
@@ -227,6 +266,114 @@ def test_expected_prices_follow_from_components(server: SandboxServer) -> None:
         tdsp_plans = server.plans_for(duns)
         assert any("index" in p["product"]["family"] for p in tdsp_plans)
         assert any(p["product"]["is_time_of_use"] for p in tdsp_plans)
+
+
+def test_every_hard_case_is_served_in_its_tdsp(server: SandboxServer) -> None:
+    special = _special(server)
+    assert set(special) == {case for case, _ in SPECIAL_CASES}
+    assert len(special) == len(SPECIAL_CASES)  # one plan per case: totals move little
+    for case, index in SPECIAL_CASES:
+        assert special[case][0] == ALL_DUNS[index], case
+
+    def ranges(plan: dict, tdsp: bool, mult: bool) -> list[tuple]:
+        return [
+            (c["min"], c["max"], c["amount"])
+            for c in plan["components"]
+            if c["tdsp_charge"] is tdsp and c["multiplicative"] is mult
+        ]
+
+    _, tiered = special["tiered_energy"]
+    (low, high, first), (start, end, second) = ranges(tiered, False, True)
+    assert (low, high, start, end) == (0, 1000, 1001, None) and second > first
+    assert price_at(tiered["components"], 1500)[1] > price_at(tiered["components"], 1000)[1]
+
+    _, base = special["conditional_base"]
+    assert ranges(base, False, False) == [(0, 999, 9.95)]
+
+    _, credits = special["stepped_credits"]
+    assert [(lo, hi, amount) for lo, hi, amount in ranges(credits, False, False)] == [
+        (800, 1199, -50.0),
+        (1200, None, -100.0),
+    ]
+
+    _, invalid = special["invalid_quote"]
+    stale = invalid["expected_prices"][2]
+    assert stale["valid"] is False and stale["usage"] == 2000
+    assert abs(stale["price"] - invalid["display_pricing_2000"]["avg"]) > 0.02
+    assert invalid["display_pricing_2000"]["avg"] == price_at(invalid["components"], 2000)[1]
+    efl = next(d for d in invalid["document_links"] if d["type"] == "efl" and d["language"] == "en")
+    assert "link" not in efl and efl["snapshot_url"].endswith(".pdf")
+
+    _, index = special["index_month_to_month"]
+    assert index["product"]["family"] == "index" and index["product"]["term"] == 1
+    assert "Index" in index["product"]["name"]
+    assert "yrac" in {d["type"] for d in index["document_links"]}
+
+    _, no_term = special["no_term"]
+    assert "term" in no_term["product"] and no_term["product"]["term"] is None
+
+    listing, foreign = special["foreign_tdsp"]
+    assert foreign["tdsp"]["duns_number"] == foreign["tdsp_duns"] != listing
+    assert foreign["tdsp_duns"] in ALL_DUNS
+    owner_delivery = next(
+        c["amount"]
+        for c in server.plans_for(foreign["tdsp_duns"])[0]["components"]
+        if c["tdsp_charge"] and c["multiplicative"]
+    )
+    assert ranges(foreign, True, True)[0][2] == owner_delivery  # the owner's tariff
+
+
+def test_hard_cases_are_deterministic_and_kept_across_epochs() -> None:
+    first = build_universe(0, 0).special_cases
+    build_universe.cache_clear()
+    assert build_universe(0, 0).special_cases == first
+    assert build_universe(0, 3).special_cases == first
+    assert not set(build_universe(1, 0).special_cases) & set(first)
+
+
+@pytest.mark.parametrize("epoch", [0, 1, 4])
+def test_every_plan_is_plausible(epoch: int) -> None:
+    universe = build_universe(0, epoch)
+    low, high = PLAUSIBLE_RATE_BAND
+    assert (low, high) == (0.05, 0.60)
+    for duns, plans in universe.plans.items():
+        for plan in plans:
+            assert plausibility_problems(plan["components"]) == [], (duns, plan["product"]["name"])
+            tdsp_only = [c for c in plan["components"] if c["tdsp_charge"]]
+            for usage in (500, 1000, 2000):
+                total, avg = price_at(plan["components"], usage)
+                assert low <= avg <= high
+                assert total >= price_at(tdsp_only, usage)[0]
+
+
+def test_credit_plans_are_priced_where_their_credit_applies(server: SandboxServer) -> None:
+    """A credit that starts above 1000 kWh is not folded into the 1000 kWh price; the
+    provider's own charges stay >= 0 from the first kWh a credit applies."""
+    late = 0
+    for plan in _all_plans(server):
+        credits = [c for c in plan["components"] if c["amount"] < 0]
+        own = [c for c in plan["components"] if not c["tdsp_charge"]]
+        for credit in credits:
+            start = credit["min"]
+            assert price_at(own, start)[0] >= 0, plan["product"]["name"]
+            if start > 1000:
+                late += 1
+                # the family's low target is met where the credit applies, not at 1000 kWh
+                assert price_at(plan["components"], 2000)[1] <= 0.24
+                assert price_at(plan["components"], 1000)[1] > price_at(plan["components"], 2000)[1]
+    assert late > 0
+
+
+def test_sandbox_prices_agree_with_the_pricing_package(server: SandboxServer) -> None:
+    """The sandbox's own statement of the rule and choosemypower_dagster.pricing agree, and every
+    plan's components reproduce its quotes once the invalid one is set aside."""
+    for plan in _all_plans(server):
+        charges = parse_components(plan["components"])
+        for usage in (500, 999, 1000, 1001, 1234, 2000):
+            assert bill(charges, usage) == pytest.approx(
+                price_at(plan["components"], usage)[0], abs=0.006
+            )
+        assert reproduces_quotes(charges, plan_quotes(plan).rates), plan["product"]["name"]
 
 
 def test_ids_are_valid_unique_and_in_time_range(server: SandboxServer) -> None:

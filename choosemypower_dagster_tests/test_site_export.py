@@ -20,10 +20,25 @@ from choosemypower_dagster.defs.assets.export import site_export
 from choosemypower_dagster.defs.assets.plans import refresh_city_plans
 from choosemypower_dagster.defs.assets.reference import tdsp_territories, texas_cities
 from choosemypower_dagster.defs.jobs import city_refresh, reference_refresh
+from choosemypower_dagster.pricing.profile import load_profile
 from choosemypower_dagster.settings import EXPORT_DIR
 from choosemypower_dagster_tests.conftest import range_tags
 
 CAMEL = re.compile(r"^[a-z][a-zA-Z0-9]*$")
+PRICING_KEYS = {
+    "energyCharges",
+    "baseCharges",
+    "billCredits",
+    "tdspCharges",
+    "baseCharge",
+    "energyCharge",
+    "billCredit",
+    "pricingExact",
+    "usageSensitive",
+    "creditWindowKwh",
+    "annualCostTypicalHome",
+    "effectiveRateTypicalHome",
+}
 FIXED_FILES = {"cities-tx.json", "providers-tx.json", "tdsp-territories.json", "build-summary.json"}
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -131,9 +146,20 @@ def test_city_refresh_exports_every_city_with_camel_case_keys(resources, sandbox
     cities = parsed["cities-tx.json"]["cities"]
     assert len(cities) == len(catalog) and {c["slug"] for c in cities} == set(catalog)
     by_slug = {c["slug"]: c for c in cities}
+    packaged = load_profile()
+    profile = {
+        "name": packaged.name,
+        "source": packaged.source,
+        "monthlyKwh": list(packaged.monthly_kwh),
+    }
     for slug in keys:
         plans = parsed[f"plans-{slug}.json"]["plans"]
-        expected = {p["_id"] for d in catalog[slug].tdsp_duns for p in sandbox.plans_for(d)}
+        expected = {
+            p["_id"]
+            for d in catalog[slug].tdsp_duns
+            for p in sandbox.plans_for(d)
+            if p["tdsp"]["duns_number"] == d  # a plan of another TDSP is never published
+        }
         assert {p["externalId"] for p in plans} == expected
         assert len(plans) == by_slug[slug]["planCount"]
         assert by_slug[slug]["plansFile"] == f"plans-{slug}.json"
@@ -144,6 +170,18 @@ def test_city_refresh_exports_every_city_with_camel_case_keys(resources, sandbox
         for plan in plans:
             assert {"id", "providerId", "termMonths", "tdspDuns", "rate1000Kwh"} <= set(plan)
             assert plan["tdspDuns"] in catalog[slug].tdsp_duns
+            assert PRICING_KEYS <= set(plan)
+            assert set(plan["tdspCharges"]) == {"dollarsPerMonth", "centsPerKwh"}
+            if plan["pricingExact"]:
+                year = plan["annualCostTypicalHome"]
+                assert plan["effectiveRateTypicalHome"] == pytest.approx(
+                    year / sum(profile["monthlyKwh"]) * 100, abs=0.01
+                )
+            if plan["billCredits"] or any(
+                row["fromKwh"] or row["toKwh"] is not None
+                for row in (*plan["energyCharges"], *plan["baseCharges"])
+            ):
+                assert plan["usageSensitive"]
     assert all(by_slug[s]["plansFile"] is None for s in set(catalog) - set(keys))
 
     providers = parsed["providers-tx.json"]["providers"]
@@ -154,6 +192,7 @@ def test_city_refresh_exports_every_city_with_camel_case_keys(resources, sandbox
     assert {t["duns"] for t in tdsps} == {t.duns for t in load_tdsps()}
 
     summary = parsed["build-summary.json"]
+    assert summary["usageProfile"] == profile
     assert summary["dataSource"] == "sandbox"
     assert summary["sandboxData"] is True and "sandbox" in summary["notice"].lower()
     assert summary["totals"]["cities"] == len(catalog)

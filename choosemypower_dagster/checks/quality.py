@@ -1,26 +1,28 @@
 """Quirks of the upstream data, reported as warnings with the plans listed.
 
 One odd plan upstream must not stop 850 cities from publishing, so these never block.
-All of them look at the active plans only (what the site shows), read in one query.
+The plan checks look at the active plans only (what the site shows), read in one query; the
+contract and foreign-TDSP checks read each TDSP's last stored API answer.
 """
 
 from __future__ import annotations
 
+import json
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
 from choosemypower_dagster.checks.outcome import Outcome, offending
-from choosemypower_dagster.checks.plan_pricing import (
-    USAGES,
-    ComponentError,
-    average_price,
-    parse_components,
-    quoted_prices,
-)
+from choosemypower_dagster.comparepower.contract import contract_changes, observed_fields
+from choosemypower_dagster.comparepower.parsing import foreign_plans
+from choosemypower_dagster.pricing import components as pricing
 from choosemypower_dagster.warehouse import schema as t
+from choosemypower_dagster.warehouse.cache import CachedResponse
 from choosemypower_dagster.warehouse.ids import is_object_id
+
+USAGES = pricing.QUOTE_USAGES
 
 DEFAULT_RATE_MIN_CENTS = 5.0
 DEFAULT_RATE_MAX_CENTS = 60.0
@@ -94,44 +96,48 @@ def _cents(dollars: float) -> float:
     return round(dollars * 100, 3)
 
 
+def _quotes(plan: ActivePlan) -> dict[int, float]:
+    """The plan's valid quotes ($/kWh by usage); the stored rate where the API gave none."""
+    try:
+        entries = json.loads(plan.expected_prices or "[]")
+        quoted = pricing.plan_quotes({"expected_prices": entries}).rates
+    except ValueError:
+        quoted = {}
+    for usage in USAGES:
+        stored = plan.rate(usage)
+        if usage not in quoted and stored is not None:
+            quoted[usage] = stored
+    return quoted
+
+
 def check_expected_prices(
     plans: Sequence[ActivePlan], tolerance_cents: float = DEFAULT_PRICE_TOLERANCE_CENTS
 ) -> Outcome:
     """Quoted prices at 500/1000/2000 kWh agree with the components within the tolerance.
 
-    The quote is the plan's `expected_prices` entry, or the stored rate column when the API
-    gave no entry for that usage. Plans without components cannot be verified: counted, not
-    failed.
+    Prices follow the whole-usage rule (`pricing.components`); quotes marked `valid: false`
+    are ignored. Such a plan is published as inexact (no flat fields, no typical-year cost).
+    Plans without components cannot be verified: counted, not failed.
     """
     rows: list[dict[str, object]] = []
-    unverifiable: list[str] = []
+    unverifiable = 0
     for p in plans:
         try:
-            components = parse_components(p.components)
-        except ComponentError as exc:
+            charges = pricing.parse_components(p.components)
+        except ValueError as exc:
             rows.append(p.row(usage="", quoted_cents="", components_cents="", problem=str(exc)))
             continue
-        if not components:
-            unverifiable.append(p.id)
+        if not charges:
+            unverifiable += 1
             continue
-        quoted = quoted_prices(p.expected_prices)
-        for usage in USAGES:
-            price = quoted.get(usage, p.rate(usage))
-            if price is None:
-                continue
-            try:
-                computed = average_price(components, usage)
-            except ComponentError as exc:
-                rows.append(
-                    p.row(usage=usage, quoted_cents="", components_cents="", problem=str(exc))
-                )
-                break
-            gap = abs(price - computed) * 100
+        for usage, quoted in sorted(_quotes(p).items()):
+            computed = pricing.rate(charges, usage)
+            gap = abs(quoted - computed) * 100
             if gap > tolerance_cents:
                 rows.append(
                     p.row(
                         usage=usage,
-                        quoted_cents=_cents(price),
+                        quoted_cents=_cents(quoted),
                         components_cents=_cents(computed),
                         problem=f"differs by {gap:.2f}¢/kWh",
                     )
@@ -152,7 +158,7 @@ def check_expected_prices(
         ok="quoted prices of all {checked} active plans match their components",
         bad="{n} quoted prices disagree with their plan's components",
         tolerance_cents=tolerance_cents,
-        plans_without_components=len(unverifiable),
+        plans_without_components=unverifiable,
     )
 
 
@@ -161,18 +167,137 @@ def check_rate_band(
     min_cents: float = DEFAULT_RATE_MIN_CENTS,
     max_cents: float = DEFAULT_RATE_MAX_CENTS,
 ) -> Outcome:
-    """The 1000 kWh rate of every active plan lies in the plausible band."""
+    """The rates at 500, 1000 and 2000 kWh of every active plan lie in the plausible band."""
     rows = [
-        p.row(rate_1000_cents=_cents(p.rate_1000))
+        p.row(usage=usage, rate_cents=_cents(value))
         for p in plans
-        if not (min_cents <= p.rate_1000 * 100 <= max_cents)
+        for usage in USAGES
+        if (value := p.rate(usage)) is not None and not (min_cents <= value * 100 <= max_cents)
     ]
+    band = f"{min_cents:g}-{max_cents:g}¢/kWh"
     return offending(
         len(plans),
         rows,
-        ["id", "external_id", "tdsp", "provider", "plan", "rate_1000_cents"],
-        ok="the 1000 kWh rates of all {checked} active plans are within "
-        + f"{min_cents:g}-{max_cents:g}¢/kWh",
-        bad="{n} active plans have a 1000 kWh rate outside " + f"{min_cents:g}-{max_cents:g}¢/kWh",
+        ["id", "external_id", "tdsp", "provider", "plan", "usage", "rate_cents"],
+        ok="the 500/1000/2000 kWh rates of all {checked} active plans are within " + band,
+        bad="{n} rates of active plans lie outside " + band,
         band_cents=f"{min_cents:g}-{max_cents:g}",
+    )
+
+
+def _tdsp_only(charges: Sequence[pricing.Charge]) -> list[pricing.Charge]:
+    return [c for c in charges if c.is_tdsp]
+
+
+def check_delivery_floor(plans: Sequence[ActivePlan]) -> Outcome:
+    """No plan costs less at 500, 1000 or 2000 kWh than its TDSP's delivery charges alone.
+
+    A plan's own TDSP components say what the utility charges; a plan that itemises none is
+    held to the lowest TDSP charges its TDSP's other plans itemise.
+    """
+    own: dict[str, list[pricing.Charge]] = {}
+    floors: dict[str, dict[int, list[float]]] = {}
+    for p in plans:
+        try:
+            tdsp_charges = _tdsp_only(pricing.parse_components(p.components))
+        except ValueError:
+            continue
+        if tdsp_charges:
+            own[p.id] = tdsp_charges
+            for usage in USAGES:
+                floors.setdefault(p.tdsp_duns, {}).setdefault(usage, []).append(
+                    pricing.rate(tdsp_charges, usage)
+                )
+    rows: list[dict[str, object]] = []
+    for p in plans:
+        for usage in USAGES:
+            price = p.rate(usage)
+            if price is None:
+                continue
+            if p.id in own:
+                floor = pricing.rate(own[p.id], usage)
+            elif seen := floors.get(p.tdsp_duns, {}).get(usage):
+                floor = min(seen)
+            else:
+                continue
+            if price < floor - 1e-9:
+                rows.append(
+                    p.row(usage=usage, rate_cents=_cents(price), tdsp_charges_cents=_cents(floor))
+                )
+    return offending(
+        len(plans),
+        rows,
+        [
+            "id",
+            "external_id",
+            "tdsp",
+            "provider",
+            "plan",
+            "usage",
+            "rate_cents",
+            "tdsp_charges_cents",
+        ],
+        ok="every one of the {checked} active plans costs at least its TDSP's delivery charges",
+        bad="{n} prices of active plans are below their TDSP's delivery charges alone",
+        median_tdsp_charges_1000_cents={
+            duns: _cents(statistics.median(by_usage[1000])) for duns, by_usage in floors.items()
+        },
+    )
+
+
+def check_plans_of_requested_tdsp(responses: Sequence[CachedResponse]) -> Outcome:
+    """Plans listed in a TDSP's answer whose own TDSP is another one (skipped, never stored)."""
+    rows: list[dict[str, object]] = []
+    plans_seen = 0
+    for response in responses:
+        try:
+            payload = json.loads(response.body)
+        except ValueError:
+            continue
+        plans_seen += len(payload) if isinstance(payload, list) else 0
+        rows.extend(
+            {
+                "requested_tdsp": plan.requested_duns,
+                "plan_tdsp": plan.own_duns,
+                "external_id": plan.external_id,
+                "provider": plan.provider_name,
+                "plan": plan.name,
+            }
+            for plan in foreign_plans(payload, response.tdsp_duns)
+        )
+    return offending(
+        plans_seen,
+        rows,
+        ["requested_tdsp", "plan_tdsp", "external_id", "provider", "plan"],
+        ok="all {checked} plans in the stored answers belong to the TDSP they were asked for",
+        bad="{n} plans were listed under another TDSP than their own and were skipped",
+        responses_read=len(responses),
+    )
+
+
+def check_upstream_contract(responses: Sequence[CachedResponse]) -> Outcome:
+    """Fields of each TDSP's last answer against the fields the parser knows."""
+    rows: list[dict[str, object]] = []
+    for response in responses:
+        try:
+            payload = json.loads(response.body)
+        except ValueError:
+            continue
+        seen = observed_fields(payload if isinstance(payload, list) else [])
+        rows.extend(
+            {
+                "tdsp": response.tdsp_duns,
+                "field": change.field,
+                "change": change.change,
+                "expected": change.expected,
+                "seen": change.seen,
+            }
+            for change in contract_changes(seen)
+        )
+    return offending(
+        len(responses),
+        rows,
+        ["tdsp", "field", "change", "expected", "seen"],
+        ok="the last answers of {checked} TDSPs carry only the fields the parser knows",
+        bad="{n} field changes in the API's answers: new fields, read fields gone, or new types",
     )

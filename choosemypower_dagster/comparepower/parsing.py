@@ -1,7 +1,13 @@
-"""Parse ComparePower plan objects into typed records.
+"""Parse ComparePower plan objects into typed records, their pricing read from the components.
 
 A response that is not a JSON array fails its TDSP; a single bad plan (no `_id`, no brand
-name, an unparseable price) is skipped with its reason and counted, and the rest go on.
+name, an unparseable price or component, no valid 1000 kWh quote, a plan of another TDSP than
+the one asked for) is skipped with its reason and counted, and the rest go on.
+
+Each plan's components become typed charges (`pricing.components`): the breakdown the site
+shows, whether they reproduce the API's quotes (`pricing_exact`; an inexact plan's flat fields
+and typical-year figures stay empty), how usage-sensitive the price is, and its cost over the
+usage profile's typical year.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from choosemypower_dagster.comparepower.errors import MalformedResponseError
+from choosemypower_dagster.pricing import components as pricing
+from choosemypower_dagster.pricing.profile import UsageProfile, annual_cost, load_profile
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,14 @@ class PlanRecord:
     efl_url: str | None
     tos_url: str | None
     yraac_url: str | None
+    pricing_exact: bool = False
+    pricing_structure: str = "{}"  # JSON: energyCharges, baseCharges, billCredits, tdspCharges
+    usage_sensitive: bool = False
+    price_swing_cents: float | None = None
+    credit_from_kwh: float | None = None
+    credit_to_kwh: float | None = None
+    annual_cost_typical: float | None = None  # dollars over the usage profile's year
+    typical_rate: float | None = None  # $/kWh over that year
 
     @property
     def price_fingerprint(self) -> str:
@@ -70,12 +86,24 @@ PRICING_FIELDS = (
 )
 
 
+@dataclass(frozen=True)
+class ForeignPlan:
+    """A plan listed in one TDSP's answer whose own TDSP is another one."""
+
+    external_id: str
+    name: str
+    provider_name: str
+    requested_duns: str
+    own_duns: str
+
+
 @dataclass
 class ParseResult:
     """The plans that parsed and, for the rest, why each was skipped."""
 
     plans: list[PlanRecord] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    foreign: list[ForeignPlan] = field(default_factory=list)
 
 
 class _BadPlan(ValueError):
@@ -109,55 +137,97 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _rate_at(plan: dict[str, Any], usage: int) -> float | None:
-    """The price per kWh at `usage`: `expected_prices` first, `display_pricing_N.avg` else."""
-    for entry in plan.get("expected_prices") or []:
-        if isinstance(entry, dict) and entry.get("usage") == usage:
-            return _number(entry.get("price"), f"expected_prices[{usage}].price")
-    display = plan.get(f"display_pricing_{usage}")
-    if isinstance(display, dict):
-        return _number(display.get("avg"), f"display_pricing_{usage}.avg")
-    return None
-
-
-def rate_type(name: str, family: str | None, term: int | None, time_of_use: bool) -> str:
-    """The API has no rate-type field: derive it the way the product always has."""
-    if time_of_use:
-        return "time_of_use"
-    if term is not None and term <= 1:
-        return "variable"
-    if "index" in name.lower() or "index" in (family or "").lower():
-        return "indexed"
-    return "fixed"
-
-
-def _components(plan: dict[str, Any]) -> tuple[float | None, float | None, float | None]:
-    """Provider base charge ($/month), energy charge ($/kWh) and bill credit from components."""
-    base = energy = credit = None
-    for comp in plan.get("components") or []:
-        if not isinstance(comp, dict) or comp.get("tdsp_charge"):
-            continue
-        amount = _number(comp.get("amount"), "components[].amount")
-        if amount is None:
-            continue
-        if comp.get("multiplicative"):
-            energy = (energy or 0.0) + amount
-        elif amount < 0:
-            credit = (credit or 0.0) + amount
-        else:
-            base = (base or 0.0) + amount
-    return base, energy, credit
+# Document types as the API spells them, to the link they are: `yrac` is a known variant.
+LINK_TYPES = {"efl": "efl", "tos": "tos", "yraac": "yraac", "yrac": "yraac"}
 
 
 def _links(plan: dict[str, Any]) -> dict[str, str]:
+    """English (or unlabelled) document links by kind; `snapshot_url` when `link` is missing."""
     links: dict[str, str] = {}
     for doc in plan.get("document_links") or []:
-        if isinstance(doc, dict) and doc.get("link") and doc.get("language") in ("en", None):
-            links.setdefault(str(doc.get("type")), str(doc["link"]))
+        if not isinstance(doc, dict) or doc.get("language") not in ("en", None):
+            continue
+        kind = LINK_TYPES.get(str(doc.get("type") or "").strip().lower())
+        url = _text(doc.get("link")) or _text(doc.get("snapshot_url"))
+        if kind and url:
+            links.setdefault(kind, url)
     return links
 
 
-def parse_plan(plan: Any, tdsp_duns: str) -> PlanRecord:
+def own_tdsp_duns(plan: dict[str, Any]) -> str | None:
+    """The TDSP a plan object says it belongs to (`tdsp.duns_number`, else `tdsp_duns`)."""
+    return _text(_dict(plan.get("tdsp")).get("duns_number")) or _text(plan.get("tdsp_duns"))
+
+
+def _as_foreign(plan: dict[str, Any], tdsp_duns: str) -> ForeignPlan | None:
+    """The plan as a foreign one when it says it belongs to another TDSP, else None."""
+    own = own_tdsp_duns(plan)
+    if own is None or own == tdsp_duns:
+        return None
+    product = _dict(plan.get("product"))
+    return ForeignPlan(
+        external_id=_text(plan.get("_id")) or "",
+        name=_text(product.get("display_name")) or _text(product.get("name")) or "",
+        provider_name=_text(_dict(product.get("brand")).get("name")) or "",
+        requested_duns=tdsp_duns,
+        own_duns=own,
+    )
+
+
+def foreign_plans(payload: Any, tdsp_duns: str) -> list[ForeignPlan]:
+    """The plans of a response that say they belong to another TDSP (a cheap scan, no pricing)."""
+    plans = payload if isinstance(payload, list) else []
+    found = (_as_foreign(plan, tdsp_duns) for plan in plans if isinstance(plan, dict))
+    return [plan for plan in found if plan is not None]
+
+
+class ForeignTdspError(_BadPlan):
+    """The plan belongs to another TDSP than the one whose plans were asked for."""
+
+    def __init__(self, plan: ForeignPlan) -> None:
+        super().__init__(
+            f"plan {plan.external_id}: its own TDSP is {plan.own_duns}, "
+            f"not the requested {plan.requested_duns}"
+        )
+        self.plan = plan
+
+
+def _pricing_fields(
+    plan: dict[str, Any], quotes: dict[int, float], profile: UsageProfile
+) -> dict[str, Any]:
+    """What the components say: breakdown, exactness, usage sensitivity, typical-year cost."""
+    try:
+        charges = pricing.parse_components(plan.get("components") or [])
+    except ValueError as exc:
+        raise _BadPlan(str(exc)) from None
+    exact = pricing.reproduces_quotes(charges, quotes)
+    structure = pricing.breakdown(charges, exact=exact).as_site()
+    fields: dict[str, Any] = {
+        "pricing_exact": exact,
+        # The flat legacy fields keep their old sign: a credit is a negative amount.
+        "base_charge": structure.pop("baseCharge"),
+        "energy_charge": structure["energyCharge"],
+        "bill_credit": None if structure["billCredit"] is None else -structure["billCredit"],
+    }
+    structure.pop("energyCharge")
+    structure.pop("billCredit")
+    fields["pricing_structure"] = json.dumps(structure, sort_keys=True, separators=(",", ":"))
+    if charges:
+        sensitivity = pricing.usage_sensitivity(charges)
+        window = sensitivity.credit_window_kwh
+        fields.update(
+            usage_sensitive=sensitivity.sensitive,
+            price_swing_cents=sensitivity.swing_cents,
+            credit_from_kwh=float(window[0]) if window else None,
+            credit_to_kwh=float(window[1]) if window and window[1] is not None else None,
+        )
+    if exact:
+        cost = annual_cost(charges, profile)
+        fields.update(annual_cost_typical=round(cost, 2), typical_rate=cost / profile.annual_kwh)
+    return fields
+
+
+def parse_plan(plan: Any, tdsp_duns: str, profile: UsageProfile | None = None) -> PlanRecord:
     """One plan object to a record; raises `ValueError` with the reason when it is unusable."""
     if not isinstance(plan, dict):
         raise _BadPlan("plan is not a JSON object")
@@ -171,14 +241,19 @@ def parse_plan(plan: Any, tdsp_duns: str) -> PlanRecord:
         raise _BadPlan(f"plan {external_id}: no brand name")
     name = _text(product.get("display_name")) or _text(product.get("name")) or external_id
     family = _text(product.get("family"))
+    if (foreign := _as_foreign(plan, tdsp_duns)) is not None:
+        raise ForeignTdspError(foreign)
     try:
         term_value = _number(product.get("term"), "product.term")
-        rate_1000 = _rate_at(plan, 1000)
+        try:
+            quotes = pricing.plan_quotes(plan)
+        except ValueError as exc:
+            raise _BadPlan(str(exc)) from None
+        rate_1000 = quotes.rates.get(1000)
         if rate_1000 is None:
-            raise _BadPlan("no price at 1000 kWh")
-        rate_500 = _rate_at(plan, 500)
-        rate_2000 = _rate_at(plan, 2000)
-        base, energy, credit = _components(plan)
+            invalid = " (its quote is marked invalid)" if 1000 in quotes.invalid else ""
+            raise _BadPlan(f"no valid price at 1000 kWh{invalid}")
+        priced = _pricing_fields(plan, quotes.rates, profile or load_profile())
         etf = _number(product.get("early_termination_fee"), "product.early_termination_fee")
         green = _number(product.get("percent_green"), "product.percent_green")
     except _BadPlan as exc:
@@ -196,28 +271,26 @@ def parse_plan(plan: Any, tdsp_duns: str) -> PlanRecord:
         name=name,
         family=family,
         term_months=term,
-        rate_type=rate_type(name, family, term, time_of_use),
+        rate_type=pricing.rate_type(name, family, term, time_of_use),
         percent_green=green,
         early_termination_fee=etf,
         is_pre_pay=bool(product.get("is_pre_pay")),
         is_time_of_use=time_of_use,
         requires_auto_pay=bool(product.get("requires_auto_pay")),
         requires_deposit=bool(product.get("requires_deposit")),
-        rate_500=rate_500,
+        rate_500=quotes.rates.get(500),
         rate_1000=rate_1000,
-        rate_2000=rate_2000,
-        base_charge=base,
-        energy_charge=energy,
-        bill_credit=credit,
+        rate_2000=quotes.rates.get(2000),
         components=json.dumps(plan.get("components") or [], sort_keys=True),
         expected_prices=json.dumps(plan.get("expected_prices") or [], sort_keys=True),
         efl_url=links.get("efl"),
         tos_url=links.get("tos"),
         yraac_url=links.get("yraac"),
+        **priced,
     )
 
 
-def parse_plans(payload: Any, tdsp_duns: str) -> ParseResult:
+def parse_plans(payload: Any, tdsp_duns: str, profile: UsageProfile | None = None) -> ParseResult:
     """Parse a whole response: it must be a JSON array; bad plans are skipped with reasons."""
     if not isinstance(payload, list):
         kind = type(payload).__name__ if payload is not None else "null"
@@ -226,9 +299,14 @@ def parse_plans(payload: Any, tdsp_duns: str) -> ParseResult:
         )
     result = ParseResult()
     seen: set[str] = set()
+    profile = profile or load_profile()
     for index, raw in enumerate(payload):
         try:
-            record = parse_plan(raw, tdsp_duns)
+            record = parse_plan(raw, tdsp_duns, profile)
+        except ForeignTdspError as exc:
+            result.foreign.append(exc.plan)
+            result.skipped.append(f"#{index}: {exc}")
+            continue
         except ValueError as exc:
             result.skipped.append(f"#{index}: {exc}")
             continue

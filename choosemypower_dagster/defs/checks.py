@@ -9,7 +9,8 @@ Three check steps, each reading whole tables in a few queries (never one query p
   data never reaches the site.
 - `city_plans_quality` (WARN, never blocking): quirks of the upstream data, with the plans
   listed: external ids that are not ObjectIds, quoted prices that disagree with the
-  components, 1000 kWh rates outside a plausible band.
+  components, rates outside a plausible band or below the TDSP's delivery charges, plans
+  listed under another TDSP, and fields of the API's answers the parser does not know.
 - `no_hardcoded_ids`: the source scanner over the installed package (ERROR on a plan ID or
   ESIID in code, WARN on other 24-hex literals); not blocking, since the data is not wrong.
 
@@ -42,6 +43,7 @@ from choosemypower_dagster.checks.outcome import Outcome
 from choosemypower_dagster.checks.source_scan import scan_outcome, scan_source
 from choosemypower_dagster.defs.keys import CITY_PLANS, CITY_SUMMARIES
 from choosemypower_dagster.defs.resources import WarehouseResource
+from choosemypower_dagster.warehouse.cache import cached_responses
 
 # Check names, as they appear in the UI and in check keys.
 PLAN_IDS_VALID = "plan_ids_are_object_ids"
@@ -52,7 +54,10 @@ ACTIVE_EXTERNAL_IDS_UNIQUE = "active_external_ids_unique_per_tdsp"
 CITIES_COVERED = "refreshed_cities_have_plans"
 EXTERNAL_IDS_OBJECT_IDS = "external_ids_are_object_ids"
 PRICES_MATCH_COMPONENTS = "expected_prices_match_components"
-RATES_IN_BAND = "rate_1000_in_plausible_band"
+RATES_IN_BAND = "rates_in_plausible_band"
+PRICES_COVER_DELIVERY = "prices_cover_tdsp_delivery"
+PLANS_OF_REQUESTED_TDSP = "plans_belong_to_requested_tdsp"
+UPSTREAM_CONTRACT = "upstream_fields_known"
 NO_HARDCODED_IDS = "no_hardcoded_ids"
 
 #: The asset the checks attach to (see the module docstring for why not `city_plans`).
@@ -136,8 +141,34 @@ QUALITY_SPECS = [
         RATES_IN_BAND,
         asset=CHECKED_ASSET,
         description=(
-            "Each active plan's 1000 kWh rate lies in a plausible band (configurable, default "
-            "5-60 ¢/kWh); plans outside it listed (WARN)."
+            "Each active plan's rates at 500, 1000 and 2000 kWh lie in a plausible band "
+            "(configurable, default 5-60 ¢/kWh); rates outside it listed (WARN)."
+        ),
+    ),
+    dg.AssetCheckSpec(
+        PRICES_COVER_DELIVERY,
+        asset=CHECKED_ASSET,
+        description=(
+            "No active plan costs less at 500, 1000 or 2000 kWh than its TDSP's delivery "
+            "charges alone (its own TDSP components, else the TDSP's lowest itemised); "
+            "such prices listed (WARN)."
+        ),
+    ),
+    dg.AssetCheckSpec(
+        PLANS_OF_REQUESTED_TDSP,
+        asset=CHECKED_ASSET,
+        description=(
+            "Plans in a TDSP's stored API answer whose own TDSP (tdsp.duns_number) is another "
+            "one: skipped by the refresh, listed here (WARN)."
+        ),
+    ),
+    dg.AssetCheckSpec(
+        UPSTREAM_CONTRACT,
+        asset=CHECKED_ASSET,
+        description=(
+            "Fields of each TDSP's stored API answer against the fields the parser knows: new "
+            "fields, read fields gone and changed types listed, so a renamed field upstream is "
+            "noticed the day it happens (WARN)."
         ),
     ),
 ]
@@ -204,11 +235,12 @@ class PlanQualityConfig(dg.Config):
     """Thresholds of the upstream-data warnings."""
 
     rate_min_cents: float = Field(
-        default=quality.DEFAULT_RATE_MIN_CENTS, description="Lowest plausible 1000 kWh rate, ¢/kWh."
+        default=quality.DEFAULT_RATE_MIN_CENTS,
+        description="Lowest plausible rate at 500, 1000 or 2000 kWh, ¢/kWh.",
     )
     rate_max_cents: float = Field(
         default=quality.DEFAULT_RATE_MAX_CENTS,
-        description="Highest plausible 1000 kWh rate, ¢/kWh.",
+        description="Highest plausible rate at 500, 1000 or 2000 kWh, ¢/kWh.",
     )
     price_tolerance_cents: float = Field(
         default=quality.DEFAULT_PRICE_TOLERANCE_CENTS,
@@ -227,12 +259,16 @@ def city_plans_quality(
     config: PlanQualityConfig,
     warehouse: WarehouseResource,
 ) -> Iterator[dg.AssetCheckResult]:
-    """External ids, prices against components and the rate band, over the active plans."""
+    """External ids, prices against components, rate band and delivery floor over the active
+    plans; foreign plans and field changes over each TDSP's stored API answer."""
     wanted = _selected(context)
     warn = dg.AssetCheckSeverity.WARN
     started = time.monotonic()
     with warehouse.begin() as conn:
         plans = quality.load_active_plans(conn)
+        responses = (
+            cached_responses(conn) if {PLANS_OF_REQUESTED_TDSP, UPSTREAM_CONTRACT} & wanted else []
+        )
     load_seconds = time.monotonic() - started
     evaluations = [
         (EXTERNAL_IDS_OBJECT_IDS, lambda: quality.check_external_ids(plans)),
@@ -244,6 +280,9 @@ def city_plans_quality(
             RATES_IN_BAND,
             lambda: quality.check_rate_band(plans, config.rate_min_cents, config.rate_max_cents),
         ),
+        (PRICES_COVER_DELIVERY, lambda: quality.check_delivery_floor(plans)),
+        (PLANS_OF_REQUESTED_TDSP, lambda: quality.check_plans_of_requested_tdsp(responses)),
+        (UPSTREAM_CONTRACT, lambda: quality.check_upstream_contract(responses)),
     ]
     for name, evaluate in evaluations:
         if name in wanted:

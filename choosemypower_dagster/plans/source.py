@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from choosemypower_dagster.comparepower.client import ComparePowerClient, FetchResult
 from choosemypower_dagster.comparepower.errors import ComparePowerError, MalformedResponseError
 from choosemypower_dagster.comparepower.parsing import PlanRecord, parse_plans
+from choosemypower_dagster.pricing.profile import UsageProfile, configured_profile
 from choosemypower_dagster.warehouse.cache import cache_key, cache_lookup, cache_store
 
 
@@ -51,8 +52,10 @@ def _as_utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _usable(tdsp_duns: str, payload: object) -> tuple[list[PlanRecord], list[str]]:
-    parsed = parse_plans(payload, tdsp_duns)
+def _usable(
+    tdsp_duns: str, payload: object, profile: UsageProfile
+) -> tuple[list[PlanRecord], list[str]]:
+    parsed = parse_plans(payload, tdsp_duns, profile)
     if not parsed.plans:
         detail = f" ({len(parsed.skipped)} skipped: {parsed.skipped[:3]})" if parsed.skipped else ""
         raise MalformedResponseError(f"TDSP {tdsp_duns}: the API returned no usable plans{detail}")
@@ -68,6 +71,7 @@ def load_tdsp_plans(
 ) -> LoadResult:
     """Plans of each TDSP: from a cached response younger than the TTL, else fetched once."""
     result = LoadResult()
+    profile = configured_profile()
     now = datetime.now(UTC)
     to_fetch: list[str] = []
     with warehouse.begin() as conn:
@@ -81,7 +85,7 @@ def load_tdsp_plans(
                 to_fetch.append(duns)
                 continue
             try:
-                plans, skipped = _usable(duns, json.loads(row.body))
+                plans, skipped = _usable(duns, json.loads(row.body), profile)
             except (ValueError, ComparePowerError):
                 to_fetch.append(duns)  # a cache row we cannot use is simply refetched
                 continue
@@ -111,7 +115,7 @@ def load_tdsp_plans(
             result.errors[duns] = str(outcome)
             continue
         try:
-            plans, skipped = _usable(duns, outcome.payload)
+            plans, skipped = _usable(duns, outcome.payload, profile)
         except ComparePowerError as exc:
             result.errors[duns] = str(exc)
             continue

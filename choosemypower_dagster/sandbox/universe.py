@@ -1,4 +1,9 @@
-"""Deterministic synthetic plan universe (TDSPs, providers, plans) for one seed and price epoch."""
+"""Deterministic synthetic plan universe (TDSPs, providers, plans) for one seed and price epoch.
+
+Prices follow the whole-usage rule (`pricing.py`) and are plausible: every plan's average price
+at 500, 1000 and 2000 kWh lies in PLAUSIBLE_RATE_BAND and never below its TDSP's charges alone.
+Beside the random plans, a few hard-case plans are served on purpose (SPECIAL_CASES).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import copy
 import csv
 import io
 import json
+import math
 import random
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -13,7 +19,7 @@ from importlib import resources
 from typing import Any
 
 from .objectid import ObjectIdFactory
-from .pricing import EXPECTED_USAGES, display_pricing, expected_prices, price_at
+from .pricing import EXPECTED_USAGES, applies, display_pricing, expected_prices, price_at
 
 DOCS_BASE = "https://sandbox.invalid"
 
@@ -70,6 +76,8 @@ _COMMON_FAMILIES = ("fixed", "green", "bill-credit", "variable", "autopay")
 _COMMON_WEIGHTS = (55, 15, 12, 10, 8)
 _RATE_BAND = (0.092, 0.24)
 _MIN_ENERGY_CHARGE = 0.035
+#: Every served plan's average price at 500, 1000 and 2000 kWh lies in this band ($/kWh).
+PLAUSIBLE_RATE_BAND = (0.05, 0.60)
 PLANS_PER_TDSP = (132, 148)
 PROVIDERS_PER_TDSP = (17, 19)
 
@@ -134,7 +142,7 @@ class Product:
     provider: Provider
     name: str
     family: str
-    term: int
+    term: int | None
     percent_green: int
     early_termination_fee: float
     is_pre_pay: bool
@@ -145,16 +153,40 @@ class Product:
     credit_amount: float
     credit_min: int
     target_rate: float
+    #: The base charge applies only up to this usage (kWh, inclusive); None = at every usage.
+    base_max_kwh: int | None = None
+    #: (from kWh, extra $/kWh): from that usage on, the WHOLE usage pays the energy charge plus
+    #: the extra (a tiered energy charge); None = one energy charge.
+    energy_step: tuple[int, float] | None = None
+    #: Bill credits as (dollars, from kWh, to kWh or None); empty = the single credit above.
+    credit_steps: tuple[tuple[float, int, int | None], ...] = ()
+
+    @property
+    def credits(self) -> tuple[tuple[float, int, int | None], ...]:
+        """Every bill credit as (dollars, from kWh, to kWh or None)."""
+        if self.credit_steps:
+            return self.credit_steps
+        return ((self.credit_amount, self.credit_min, None),) if self.credit_amount > 0 else ()
+
+
+#: Quirks a served plan object can carry (the hard cases the sandbox serves on purpose).
+QUIRKS = ("invalid_quote", "doc_yrac", "doc_snapshot_only")
 
 
 @dataclass(frozen=True)
 class PlanSpec:
-    """One listing: a product offered in one TDSP at one energy charge."""
+    """One listing: a product offered in one TDSP at one energy charge.
+
+    `quirks` (see QUIRKS) change how the plan object is rendered: `invalid_quote` serves a stale
+    2000 kWh expected price flagged `valid: false`; `doc_yrac` types its YRAC link `yrac`;
+    `doc_snapshot_only` gives its English EFL a `snapshot_url` and no `link`.
+    """
 
     id: str
     product: Product
     tdsp: Tdsp
     energy_charge: float
+    quirks: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -171,6 +203,8 @@ class Universe:
     broken: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     broken_payloads: dict[str, bytes] = field(default_factory=dict)
     components_by_id: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: Plan id -> hard case (see SPECIAL_CASES) for the plans served on purpose as hard cases.
+    special_cases: dict[str, str] = field(default_factory=dict)
     tdsps_json: bytes = b"[]"
     brands_json: bytes = b"[]"
 
@@ -296,13 +330,20 @@ def _tariff(tdsp: Tdsp) -> tuple[float, float, float]:
 
 
 def components_for(product: Product, tdsp: Tdsp, energy_charge: float) -> list[dict[str, Any]]:
-    """The plan's components: TDSP charges, provider base and energy charges, bill credit."""
+    """The plan's components: TDSP charges, provider base and energy charges, bill credits."""
     fixed, delivery, _ = _tariff(tdsp)
 
-    def part(amount: float, mult: bool, tdsp_charge: bool, desc: str, low: int = 0) -> dict:
+    def part(
+        amount: float,
+        mult: bool,
+        tdsp_charge: bool,
+        desc: str,
+        low: int = 0,
+        high: int | None = None,
+    ) -> dict:
         return {
             "min": low,
-            "max": None,
+            "max": high,
             "amount": amount,
             "multiplicative": mult,
             "compound": False,
@@ -315,11 +356,26 @@ def components_for(product: Product, tdsp: Tdsp, energy_charge: float) -> list[d
         part(delivery, True, True, f"{tdsp.short_name} delivery charge ($/kWh)"),
     ]
     if product.base_charge > 0:
-        parts.append(part(product.base_charge, False, False, "Base charge ($/month)"))
-    parts.append(part(energy_charge, True, False, "Energy charge ($/kWh)"))
-    if product.credit_amount > 0:
-        desc = f"Bill credit when usage is at least {product.credit_min} kWh"
-        parts.append(part(-product.credit_amount, False, False, desc, product.credit_min))
+        if product.base_max_kwh is None:
+            parts.append(part(product.base_charge, False, False, "Base charge ($/month)"))
+        else:
+            desc = f"Base charge when usage is at most {product.base_max_kwh} kWh ($/month)"
+            parts.append(part(product.base_charge, False, False, desc, high=product.base_max_kwh))
+    if product.energy_step is None:
+        parts.append(part(energy_charge, True, False, "Energy charge ($/kWh)"))
+    else:
+        start, extra = product.energy_step
+        upper = round(energy_charge + extra, 5)
+        low_desc = f"Energy charge when usage is at most {start - 1} kWh ($/kWh)"
+        high_desc = f"Energy charge on all kWh when usage is {start} kWh or more ($/kWh)"
+        parts.append(part(energy_charge, True, False, low_desc, high=start - 1))
+        parts.append(part(upper, True, False, high_desc, low=start))
+    for dollars, low, high in product.credits:
+        if high is None:
+            desc = f"Bill credit when usage is at least {low} kWh"
+        else:
+            desc = f"Bill credit when usage is {low} to {high} kWh"
+        parts.append(part(-dollars, False, False, desc, low, high))
     return parts
 
 
@@ -328,12 +384,76 @@ def _rate_1000(product: Product, tdsp: Tdsp, energy_charge: float) -> float:
     return price_at(components_for(product, tdsp, energy_charge), 1000)[1]
 
 
+def _anchor_usage(product: Product) -> int:
+    """The quoted usage whose price the product's target rate is meant for.
+
+    1000 kWh, except for a credit plan that no credit reaches at 1000 kWh: a credit family's
+    low target presumes its credit, so it is the price at the first quoted usage a credit
+    reaches (2000 kWh for a credit from 1200 kWh).
+    """
+    credits = product.credits
+    if not credits:
+        return 1000
+
+    def reached(usage: int) -> bool:
+        return any(low <= usage and (high is None or usage <= high) for _, low, high in credits)
+
+    if reached(1000):
+        return 1000
+    return next((usage for usage in EXPECTED_USAGES if reached(usage)), 1000)
+
+
+def _energy_floor(product: Product, tdsp: Tdsp) -> float:
+    """The lowest energy charge ($/kWh) at which the provider's own charges never go negative.
+
+    Within a credit's range the provider's share (energy x usage + base - credits) grows with
+    usage, so it is lowest where the credit starts: the floor keeps it >= 0 there. A plan can
+    then never cost less than its TDSP's charges alone.
+    """
+    floor = _MIN_ENERGY_CHARGE
+    own = [c for c in components_for(product, tdsp, 0.0) if not c["tdsp_charge"]]
+    for _, low, _high in product.credits:
+        usage = max(low, 1)
+        share = sum(
+            c["amount"] * usage if c["multiplicative"] else c["amount"]
+            for c in own
+            if applies(c, usage)
+        )
+        floor = max(floor, -share / usage)
+    return math.ceil(floor * 100_000 - 1e-6) / 100_000  # up to 5 decimals, float noise aside
+
+
+def plausibility_problems(components: list[dict[str, Any]]) -> list[str]:
+    """Why a plan's prices at 500/1000/2000 kWh are implausible (empty when they are not).
+
+    Each quoted price must lie in PLAUSIBLE_RATE_BAND and be no lower than the TDSP charges
+    alone at that usage.
+    """
+    tdsp_only = [c for c in components if c.get("tdsp_charge")]
+    problems = []
+    low, high = PLAUSIBLE_RATE_BAND
+    for usage in EXPECTED_USAGES:
+        total, avg = price_at(components, usage)
+        floor, _ = price_at(tdsp_only, usage)
+        if total < floor:
+            problems.append(f"{usage} kWh: ${total:.2f} is below the TDSP charges (${floor:.2f})")
+        if not low <= avg <= high:
+            problems.append(f"{usage} kWh: {avg * 100:.2f} cents/kWh is outside {low}-{high} $")
+    return problems
+
+
 def _solve_energy_charge(product: Product, tdsp: Tdsp, target: float) -> float:
-    """The energy charge ($/kWh, 5 decimals) that puts the 1000 kWh rate at `target`."""
+    """The energy charge ($/kWh, 5 decimals) that puts the anchor usage's rate at `target`.
+
+    The anchor is 1000 kWh, or the first quoted usage a credit reaches (`_anchor_usage`); the
+    charge never goes below `_energy_floor`, so credits cannot push a bill under its TDSP
+    charges.
+    """
     target = min(max(target, _RATE_BAND[0]), _RATE_BAND[1])
-    without_energy = price_at(components_for(product, tdsp, 0.0), 1000)[0]
-    energy = (target * 1000 - without_energy) / 1000
-    return round(max(energy, _MIN_ENERGY_CHARGE), 5)
+    usage = _anchor_usage(product)
+    without_energy = price_at(components_for(product, tdsp, 0.0), usage)[0]
+    energy = round((target * usage - without_energy) / usage, 5)
+    return max(energy, _energy_floor(product, tdsp))
 
 
 def _spec(ids: ObjectIdFactory, rng: random.Random, product: Product, tdsp: Tdsp) -> PlanSpec:
@@ -393,13 +513,18 @@ def _advance(specs: dict[str, list[PlanSpec]], seed: int, epoch: int) -> dict[st
 
 
 def _reprice(plan: PlanSpec, rng: random.Random) -> PlanSpec:
-    """The plan with its energy charge moved 4-12% up or down, staying in the rate band."""
+    """The plan with its energy charge moved 4-12% up or down, staying plausible."""
     direction = rng.choice((-1, 1))
+    floor = _energy_floor(plan.product, plan.tdsp)
     for _ in range(2):
         factor = 1 + direction * rng.uniform(0.04, 0.12)
-        energy = round(max(plan.energy_charge * factor, _MIN_ENERGY_CHARGE), 5)
+        energy = max(round(plan.energy_charge * factor, 5), floor)
         rate = _rate_1000(plan.product, plan.tdsp, energy)
-        if energy != plan.energy_charge and _RATE_BAND[0] <= rate <= _RATE_BAND[1]:
+        if (
+            energy != plan.energy_charge
+            and _RATE_BAND[0] <= rate <= _RATE_BAND[1]
+            and not plausibility_problems(components_for(plan.product, plan.tdsp, energy))
+        ):
             return replace(plan, energy_charge=energy)
         direction = -direction
     return replace(plan, energy_charge=round(plan.energy_charge + 0.002, 5))
@@ -407,31 +532,51 @@ def _reprice(plan: PlanSpec, rng: random.Random) -> PlanSpec:
 
 def _headline(product: Product, term_text: str) -> str:
     """A short marketing line for the product."""
+    if product.credit_steps:
+        top = max(step[0] for step in product.credit_steps)
+        start = min(step[1] for step in product.credit_steps)
+        return f"Bill credits up to ${top:.0f}, from {start} kWh"
     if product.credit_amount > 0:
         return f"${product.credit_amount:.0f} bill credit at {product.credit_min} kWh or more"
     if product.is_time_of_use:
         return "Free power during off-peak hours"
     if product.percent_green == 100:
         return f"100% renewable energy, {term_text} term"
+    if product.term is None:
+        return "Ask about the term"
     if product.term <= 1:
         return "No contract, cancel anytime"
     return f"Rate locked for {product.term} months"
+
+
+def _term_text(term: int | None) -> str:
+    """The term as the description says it."""
+    if term is None:
+        return "no-set-term"
+    return "month-to-month" if term <= 1 else f"{term}-month"
 
 
 def render_plan(spec: PlanSpec) -> dict[str, Any]:
     """The plan object exactly as the API returns it."""
     product, tdsp, brand = spec.product, spec.tdsp, spec.product.provider
     components = components_for(product, tdsp, spec.energy_charge)
-    term_text = "month-to-month" if product.term <= 1 else f"{product.term}-month"
-    doc_links = [
+    term_text = _term_text(product.term)
+    yraac = "yrac" if "doc_yrac" in spec.quirks else "yraac"
+    doc_links: list[dict[str, Any]] = [
         {
             "type": kind,
             "language": lang,
             "link": f"{DOCS_BASE}/docs/{spec.id}/{kind}?lang={lang}",
             "snapshot_url": f"{DOCS_BASE}/snapshots/{spec.id}/{kind}-{lang}.pdf",
         }
-        for kind, lang in (("efl", "en"), ("efl", "es"), ("tos", "en"), ("yraac", "en"))
+        for kind, lang in (("efl", "en"), ("efl", "es"), ("tos", "en"), (yraac, "en"))
     ]
+    if "doc_snapshot_only" in spec.quirks:
+        del doc_links[0]["link"]
+    quotes = expected_prices(components)
+    if "invalid_quote" in spec.quirks:
+        stale = round(quotes[-1]["price"] + 0.021, 4)
+        quotes[-1] = {**quotes[-1], "price": stale, "actual": stale, "valid": False}
     plan: dict[str, Any] = {
         "_id": spec.id,
         "key": f"{brand.slug}--{_slug(product.name)}--{tdsp.code.lower()}",
@@ -457,7 +602,7 @@ def render_plan(spec: PlanSpec) -> dict[str, Any]:
             "brand": brand.as_product_brand(),
         },
         "tdsp": tdsp.as_api(),
-        "expected_prices": expected_prices(components),
+        "expected_prices": quotes,
     }
     for usage in EXPECTED_USAGES:
         plan[f"display_pricing_{usage}"] = display_pricing(components, usage)
@@ -481,6 +626,98 @@ def broken_plans(plans: list[dict[str, Any]], seed: int, epoch: int, duns: str) 
     return [missing_id, no_brand, bad_price]
 
 
+#: The hard cases served on purpose, in order: (case, index of the TDSP whose list serves it).
+#: Each is one plan; the doc-link quirks ride on two of them. See `special_specs`.
+SPECIAL_CASES: tuple[tuple[str, int], ...] = (
+    ("tiered_energy", 0),
+    ("stepped_credits", 0),
+    ("conditional_base", 1),
+    ("invalid_quote", 1),
+    ("index_month_to_month", 2),
+    ("no_term", 2),
+    ("foreign_tdsp", 3),
+)
+
+
+def _special_product(
+    rng: random.Random, ids: ObjectIdFactory, provider: Provider, case: str
+) -> tuple[Product, frozenset[str]]:
+    """The product of one hard case (target rate: $/kWh at its anchor usage) and its quirks."""
+    short = provider.short
+    common: dict[str, Any] = {
+        "id": ids.mint(),
+        "provider": provider,
+        "family": "fixed",
+        "term": 12,
+        "percent_green": rng.choice((0, 10, 20)),
+        "early_termination_fee": 150.0,
+        "is_pre_pay": False,
+        "is_time_of_use": False,
+        "requires_auto_pay": False,
+        "requires_deposit": False,
+        "base_charge": 0.0,
+        "credit_amount": 0.0,
+        "credit_min": 0,
+    }
+    quirks: frozenset[str] = frozenset()
+    if case == "tiered_energy":
+        # 1001 kWh and up: the whole usage pays 4 cents more per kWh
+        product = Product(
+            **common, name=f"{short} Tiered Saver 12", target_rate=0.125, energy_step=(1001, 0.04)
+        )
+    elif case == "stepped_credits":
+        steps = ((50.0, 800, 1199), (100.0, 1200, None))
+        common["family"] = "bill-credit"
+        product = Product(
+            **common, name=f"{short} Step Credit 12", target_rate=0.118, credit_steps=steps
+        )
+    elif case == "conditional_base":
+        common["base_charge"] = 9.95
+        product = Product(
+            **common, name=f"{short} Big Home 12", target_rate=0.128, base_max_kwh=999
+        )
+    elif case == "invalid_quote":
+        product = Product(**common, name=f"{short} Classic 12", target_rate=0.139)
+        quirks = frozenset({"invalid_quote", "doc_snapshot_only"})
+    elif case == "index_month_to_month":
+        common.update(family="index", term=1, early_termination_fee=0.0)
+        product = Product(**common, name=f"{short} Index Tracker Monthly", target_rate=0.133)
+        quirks = frozenset({"doc_yrac"})
+    elif case == "no_term":
+        common.update(term=None, early_termination_fee=0.0, base_charge=4.95)
+        product = Product(**common, name=f"{short} Open Rate", target_rate=0.146)
+    elif case == "foreign_tdsp":
+        product = Product(**common, name=f"{short} Crossroads 12", target_rate=0.136)
+    else:
+        raise ValueError(f"unknown special case {case!r}")
+    return product, quirks
+
+
+def special_specs(
+    seed: int, tdsps: list[Tdsp], base: dict[str, list[PlanSpec]]
+) -> dict[str, list[tuple[str, PlanSpec]]]:
+    """The hard-case plans, as (case, spec) per DUNS of the list that serves them.
+
+    Deterministic for a seed and independent of the price epoch: their own generator and ids,
+    providers drawn from those serving that TDSP at epoch 0. A `foreign_tdsp` plan belongs to
+    the next TDSP (its `tdsp_duns`, `tdsp` and tariff) but is served in this TDSP's list.
+    """
+    if not tdsps:
+        return {}
+    rng = random.Random(f"cmp-sandbox:{seed}:special")
+    ids = ObjectIdFactory(f"cmp-sandbox:{seed}:special-ids")
+    served: dict[str, list[tuple[str, PlanSpec]]] = {}
+    for case, index in SPECIAL_CASES:
+        listing = tdsps[index % len(tdsps)]
+        owner = tdsps[(index + 1) % len(tdsps)] if case == "foreign_tdsp" else listing
+        providers = sorted({s.product.provider for s in base[listing.duns]}, key=lambda p: p.name)
+        product, quirks = _special_product(rng, ids, rng.choice(providers), case)
+        energy = _solve_energy_charge(product, owner, product.target_rate)
+        spec = PlanSpec(ids.mint(), product, owner, energy, quirks)
+        served.setdefault(listing.duns, []).append((case, spec))
+    return served
+
+
 def _dump(value: Any) -> bytes:
     """Compact JSON bytes."""
     return json.dumps(value, separators=(",", ":")).encode("utf-8")
@@ -502,6 +739,13 @@ def _specs_at(seed: int, epoch: int) -> tuple[list[Tdsp], list[Provider], dict]:
     return tdsps, providers, _base_specs(rng, ids, tdsps, providers)
 
 
+@lru_cache(maxsize=16)
+def _special_at(seed: int) -> dict[str, list[tuple[str, PlanSpec]]]:
+    """The hard-case plans of a seed (see `special_specs`), the same at every price epoch."""
+    tdsps, _, base = _specs_at(seed, 0)
+    return special_specs(seed, tdsps, base)
+
+
 @lru_cache(maxsize=8)
 def build_universe(seed: int = 0, price_epoch: int = 0) -> Universe:
     """The (cached) universe for a seed and price epoch, with JSON pre-serialized per TDSP."""
@@ -510,7 +754,12 @@ def build_universe(seed: int = 0, price_epoch: int = 0) -> Universe:
     for step in range(0, price_epoch, 50):  # warm the epoch chain without deep recursion
         _specs_at(seed, step)
     tdsps, providers, specs = _specs_at(seed, price_epoch)
+    special = _special_at(seed)
+    specs = {
+        duns: plans + [spec for _, spec in special.get(duns, [])] for duns, plans in specs.items()
+    }
     universe = Universe(seed, price_epoch, tdsps, providers, specs)
+    universe.special_cases = {spec.id: case for cases in special.values() for case, spec in cases}
     for tdsp in tdsps:
         ordered = sorted(
             specs[tdsp.duns], key=lambda s: (s.product.provider.name, s.product.name, s.id)

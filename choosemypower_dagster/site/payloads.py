@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from choosemypower_dagster.pricing.profile import UsageProfile, configured_profile
 from choosemypower_dagster.warehouse import schema as t
 
 USAGES = t.USAGES
@@ -86,6 +87,32 @@ def snapshot(engine: sa.Engine) -> Iterator[sa.Connection]:
         yield conn
 
 
+_EMPTY_STRUCTURE = json.dumps(
+    {
+        "energyCharges": [],
+        "baseCharges": [],
+        "billCredits": [],
+        "tdspCharges": {"dollarsPerMonth": None, "centsPerKwh": None},
+    }
+)
+
+
+def _kwh(value: float | None) -> float | int | None:
+    if value is None:
+        return None
+    return int(value) if float(value).is_integer() else value
+
+
+def _window(low: float | None, high: float | None) -> dict[str, Any] | None:
+    """Where a plan's bill credit applies, in kWh a month (toKwh null: no upper bound)."""
+    return None if low is None else {"fromKwh": _kwh(low), "toKwh": _kwh(high)}
+
+
+def _cents(value: float | None) -> float | None:
+    """$/kWh to ¢/kWh with the export's precision."""
+    return None if value is None else round(float(value) * 100, RATE_DIGITS - 2)
+
+
 def _plan_entry(row: Any) -> dict[str, Any]:
     return {
         "id": row.id,
@@ -105,9 +132,16 @@ def _plan_entry(row: Any) -> dict[str, Any]:
         "rate500Kwh": rate(row.rate_500),
         "rate1000Kwh": rate(row.rate_1000),
         "rate2000Kwh": rate(row.rate_2000),
+        **json.loads(row.pricing_structure or _EMPTY_STRUCTURE),
+        # The flat fields of the site's older pages: set only where the components are exact.
         "baseCharge": row.base_charge,
         "energyCharge": row.energy_charge,
         "billCredit": row.bill_credit,
+        "pricingExact": bool(row.pricing_exact),
+        "usageSensitive": bool(row.usage_sensitive),
+        "creditWindowKwh": _window(row.credit_from_kwh, row.credit_to_kwh),
+        "annualCostTypicalHome": row.annual_cost_typical,
+        "effectiveRateTypicalHome": _cents(row.typical_rate),
         "tdspDuns": row.tdsp_duns,
         "eflUrl": row.efl_url,
         "tosUrl": row.tos_url,
@@ -137,6 +171,16 @@ def _city_entry(city: Any, summary: Any, has_file: bool) -> dict[str, Any]:
             entry[f"{label}Rate{usage}Kwh"] = rate(s.get(f"rate_{usage}_{stat}"))
     entry["green100Share"] = _share(s.get("green_100_share"))
     entry["fixedRateShare"] = _share(s.get("fixed_rate_share"))
+    entry["usageSensitivePlanCount"] = s.get("usage_sensitive_plans")
+    entry["cheapestPlanTypicalHome"] = (
+        {
+            "planId": s["cheapest_typical_plan_id"],
+            "effectiveRateTypicalHome": _cents(s.get("cheapest_typical_rate")),
+            "annualCostTypicalHome": s.get("cheapest_typical_annual_cost"),
+        }
+        if s.get("cheapest_typical_plan_id")
+        else None
+    )
     entry["cheapestPlanByTerm"] = [
         {
             "termMonths": term,
@@ -167,6 +211,7 @@ def _provider_entry(row: Any) -> dict[str, Any]:
         "tdspDuns": [d for d in (row.tdsps or "").split(";") if d],
         "citiesReached": row.cities_reached,
         "cheapestRate1000Kwh": rate(row.cheapest_rate_1000),
+        "cheapestEffectiveRateTypicalHome": _cents(row.cheapest_typical_rate),
         "firstSeenAt": iso(row.first_seen_at),
         "lastSeenAt": iso(row.last_seen_at),
     }
@@ -190,9 +235,16 @@ def _data_source(conn: sa.Connection, refresh: Any) -> str:
     return "+".join(sorted(cached)) or "unknown"
 
 
-def build_site_files(conn: sa.Connection, run_id: str | None, now: datetime) -> SiteFiles:
-    """Every file of the export, encoded, from one read of each table."""
+def build_site_files(
+    conn: sa.Connection, run_id: str | None, now: datetime, profile: UsageProfile | None = None
+) -> SiteFiles:
+    """Every file of the export, encoded, from one read of each table.
+
+    `profile` is the typical year the plans' typical-home figures were priced over (named in
+    build-summary.json); default the configured one.
+    """
     out = SiteFiles()
+    profile = profile or configured_profile()
     p, a = t.electricity_plans.c, t.city_plan_availability.c
 
     # Plans: each active plan serialized once; rank = position in (rate, id) order.
@@ -288,7 +340,7 @@ def build_site_files(conn: sa.Connection, run_id: str | None, now: datetime) -> 
         "refresh_run_id": refresh.run_id if refresh is not None else None,
     }
     out.files[SUMMARY_FILE] = dumps(
-        _build_summary(out, refresh, source, sandbox, price_changes, cheapest, now)
+        _build_summary(out, refresh, source, sandbox, price_changes, cheapest, now, profile)
     )
     return out
 
@@ -301,6 +353,7 @@ def _build_summary(
     price_changes: int | None,
     cheapest: float | None,
     now: datetime,
+    profile: UsageProfile,
 ) -> dict[str, Any]:
     f = out.figures
     errors = json.loads(refresh.errors) if refresh is not None else {}
@@ -335,6 +388,11 @@ def _build_summary(
             "errors": [{"subject": k, "reason": v} for k, v in sorted(errors.items())],
             "priceChanges": price_changes,
             "cheapestRate1000Kwh": cheapest,
+            "usageProfile": {
+                "name": profile.name,
+                "source": profile.source,
+                "monthlyKwh": list(profile.monthly_kwh),
+            },
             "topProviders": out.top_providers,
             "lastRefresh": None
             if refresh is None
@@ -357,6 +415,7 @@ _UNUSED_PLAN = frozenset(
     {
         "components",
         "expected_prices",
+        "price_swing_cents",
         "price_fingerprint",
         "source",
         "first_seen_at",

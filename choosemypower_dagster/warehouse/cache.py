@@ -6,6 +6,7 @@ the weekly maintenance prunes older ones.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -53,3 +54,19 @@ def cache_store(
         ],
         keys=["cache_key"],
     )
+
+
+@dataclass(frozen=True)
+class CachedResponse:
+    """A TDSP's last stored answer."""
+
+    tdsp_duns: str
+    fetched_at: datetime
+    body: str
+
+
+def cached_responses(conn: sa.Connection) -> list[CachedResponse]:
+    """Every TDSP's last stored answer, by DUNS (what the upstream checks read)."""
+    c = t.api_response_cache.c
+    rows = conn.execute(sa.select(c.tdsp_duns, c.fetched_at, c.body).order_by(c.tdsp_duns))
+    return [CachedResponse(*row) for row in rows]

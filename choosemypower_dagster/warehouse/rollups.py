@@ -45,6 +45,9 @@ def active_city_plans(conn: sa.Connection) -> pd.DataFrame:
         "rate_500",
         "rate_1000",
         "rate_2000",
+        "usage_sensitive",
+        "typical_rate",
+        "annual_cost_typical",
     ]
     plans = frame(
         conn.execute(sa.select(p.id, *[p[col] for col in plan_cols]).where(p.active)),
@@ -82,7 +85,8 @@ def compute_city_summaries(conn: sa.Connection, now: datetime) -> pd.DataFrame:
         columns=["city_slug", "name", "tier"],
     )
     plans = active_city_plans(conn)
-    for column in ("term_months", "percent_green", "rate_500", "rate_1000", "rate_2000"):
+    numeric = ("term_months", "percent_green", "rate_500", "rate_1000", "rate_2000")
+    for column in (*numeric, "typical_rate", "annual_cost_typical"):
         # An all-NULL column would come back as objects, and comparisons/medians would fail.
         plans[column] = pd.to_numeric(plans[column], errors="coerce")
     grouped = plans.groupby("city_slug")
@@ -100,6 +104,15 @@ def compute_city_summaries(conn: sa.Connection, now: datetime) -> pd.DataFrame:
     fixed = (plans["rate_type"] == "fixed").astype(float)
     stats["green_100_share"] = green.groupby(plans["city_slug"]).mean()
     stats["fixed_rate_share"] = fixed.groupby(plans["city_slug"]).mean()
+    sensitive = plans["usage_sensitive"].fillna(False).astype(bool).astype(int)
+    stats["usage_sensitive_plans"] = sensitive.groupby(plans["city_slug"]).sum()
+    # The fair ranking: the cheapest plan over the usage profile's year (exact plans only).
+    typical = plans.dropna(subset=["typical_rate"])
+    best = typical.sort_values(["typical_rate", "plan_id"]).drop_duplicates("city_slug")
+    best = best.set_index("city_slug")
+    stats["cheapest_typical_plan_id"] = best["plan_id"]
+    stats["cheapest_typical_rate"] = best["typical_rate"]
+    stats["cheapest_typical_annual_cost"] = best["annual_cost_typical"]
     for term in TERMS:
         of_term = plans[plans["term_months"] == term]
         if of_term.empty:
@@ -114,6 +127,7 @@ def compute_city_summaries(conn: sa.Connection, now: datetime) -> pd.DataFrame:
     stats = stats.reset_index().merge(cities, on="city_slug", how="left")
     stats["plan_count"] = stats["plan_count"].fillna(0).astype(int)
     stats["provider_count"] = stats["provider_count"].fillna(0).astype(int)
+    stats["usage_sensitive_plans"] = stats["usage_sensitive_plans"].fillna(0).astype(int)
     stats["computed_at"] = now
     return stats
 
@@ -138,9 +152,12 @@ def compute_providers(conn: sa.Connection) -> pd.DataFrame:
     """Per provider: active plan counts (total, per TDSP), TDSPs, cities reached, cheapest rate."""
     p = t.electricity_plans.c
     plans = pd.DataFrame(
-        conn.execute(sa.select(p.provider_id, p.tdsp_duns, p.rate_1000).where(p.active)).all(),
-        columns=["provider_id", "tdsp_duns", "rate_1000"],
+        conn.execute(
+            sa.select(p.provider_id, p.tdsp_duns, p.rate_1000, p.typical_rate).where(p.active)
+        ).all(),
+        columns=["provider_id", "tdsp_duns", "rate_1000", "typical_rate"],
     )
+    plans["typical_rate"] = pd.to_numeric(plans["typical_rate"], errors="coerce")
     a = t.city_plan_availability.c
     reach = pd.DataFrame(
         conn.execute(
@@ -159,6 +176,7 @@ def compute_providers(conn: sa.Connection) -> pd.DataFrame:
     grouped = plans.groupby("provider_id")
     everyone["plan_count"] = grouped.size()
     everyone["cheapest_rate_1000"] = grouped["rate_1000"].min()
+    everyone["cheapest_typical_rate"] = grouped["typical_rate"].min()
     counts: dict[int, dict[str, int]] = {}
     for (pid, duns), n in plans.groupby(["provider_id", "tdsp_duns"]).size().items():
         counts.setdefault(int(pid), {})[str(duns)] = int(n)
@@ -181,6 +199,7 @@ def write_providers(conn: sa.Connection, stats: pd.DataFrame, now: datetime) -> 
         "tdsps",
         "cities_reached",
         "cheapest_rate_1000",
+        "cheapest_typical_rate",
         "active",
     ]
     params = [

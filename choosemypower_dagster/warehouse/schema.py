@@ -63,6 +63,7 @@ providers = sa.Table(
     sa.Column("tdsps", sa.String(128)),  # ';'-joined DUNS list
     sa.Column("cities_reached", sa.Integer, nullable=False, default=0),
     sa.Column("cheapest_rate_1000", sa.Float),
+    sa.Column("cheapest_typical_rate", sa.Float),  # migration 0004
     sa.Column("first_seen_at", TS, nullable=False),
     sa.Column("last_seen_at", TS, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
@@ -97,6 +98,15 @@ electricity_plans = sa.Table(
     sa.Column("efl_url", sa.Text),
     sa.Column("tos_url", sa.Text),
     sa.Column("yraac_url", sa.Text),
+    # Migration 0004: what the components say (pricing.components), the typical-year cost.
+    sa.Column("pricing_exact", sa.Boolean),  # the components reproduce the API's quotes
+    sa.Column("pricing_structure", sa.Text),  # JSON: energyCharges, baseCharges, billCredits...
+    sa.Column("usage_sensitive", sa.Boolean),
+    sa.Column("price_swing_cents", sa.Float),  # highest - lowest ¢/kWh at 500/1000/2000 kWh
+    sa.Column("credit_from_kwh", sa.Float),  # where a bill credit starts to apply
+    sa.Column("credit_to_kwh", sa.Float),  # and stops (NULL: no upper bound)
+    sa.Column("annual_cost_typical", sa.Float),  # dollars over the usage profile's year
+    sa.Column("typical_rate", sa.Float),  # $/kWh over that year
     sa.Column("price_fingerprint", sa.String(64), nullable=False),
     sa.Column("active", sa.Boolean, nullable=False, default=True),
     sa.Column("source", sa.String(16), nullable=False),
@@ -142,6 +152,11 @@ city_summaries = sa.Table(
             sa.Column(f"cheapest_{term}m_rate_1000", sa.Float),
         )
     ],
+    # Migration 0004: the cheapest plan over a typical year, and usage-sensitive plans.
+    sa.Column("cheapest_typical_plan_id", sa.String(24)),
+    sa.Column("cheapest_typical_rate", sa.Float),  # $/kWh over the usage profile's year
+    sa.Column("cheapest_typical_annual_cost", sa.Float),
+    sa.Column("usage_sensitive_plans", sa.Integer),
     sa.Column("plans_refreshed_at", TS),
     sa.Column("computed_at", TS, nullable=False),
 )

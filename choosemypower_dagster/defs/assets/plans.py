@@ -69,8 +69,10 @@ CITY_SUMMARIES_SPEC = dg.AssetSpec(
     CITY_SUMMARIES,
     description=(
         "One row per city: plan and provider counts, rates at 500/1000/2000 kWh, green and "
-        "fixed shares, cheapest plan per term. Refreshed in the same run as the plans, so "
-        "as fresh as the newest plan refresh (under 2 hours for tier1 cities)."
+        "fixed shares, cheapest plan per term, the cheapest plan over a typical Texas year "
+        "(the usage profile, priced month by month) and how many plans are usage-sensitive. "
+        "Refreshed in the same run as the plans, so as fresh as the newest plan refresh "
+        "(under 2 hours for tier1 cities)."
     ),
     deps=[CITY_PLANS],
     group_name=PLANS_GROUP,
@@ -107,6 +109,8 @@ def _summaries_result(warehouse: WarehouseResource, now: datetime) -> dg.Materia
             "plans": int(r["plan_count"]),
             "cheapest ¢": cents(r["rate_1000_min"]),
             "median ¢": cents(r["rate_1000_median"]),
+            "cheapest typical-year ¢": cents(r["cheapest_typical_rate"]),
+            "usage-sensitive": int(r["usage_sensitive_plans"]),
         }
         for r in preview.to_dict("records")
     ]
@@ -117,7 +121,8 @@ def _summaries_result(warehouse: WarehouseResource, now: datetime) -> dg.Materia
             "cities_with_plans": int(len(covered)),
             "cities_without_plans": int(written - len(covered)),
             "cheapest_rate_1000_cents": cents(frame["rate_1000_min"].min()),
-            "preview": md(markdown_table(rows, ["city", "plans", "cheapest ¢", "median ¢"])),
+            "cheapest_typical_year_cents": cents(frame["cheapest_typical_rate"].min()),
+            "preview": md(markdown_table(rows, list(rows[0]) if rows else ["city"])),
         },
     )
 
