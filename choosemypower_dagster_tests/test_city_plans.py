@@ -121,7 +121,7 @@ def availability(warehouse: WarehouseResource, slugs: list[str] | None = None) -
 
 def sandbox_plans(sandbox: SandboxServer) -> dict[str, list[dict[str, Any]]]:
     """Each TDSP's plans as the sandbox serves them (fault-free), fetched independently."""
-    return {duns: sandbox.plans_for(duns) for duns in ALL_DUNS}
+    return {duns: sandbox.own_plans_for(duns) for duns in ALL_DUNS}
 
 
 def expected_union(city: City, served: dict[str, list[dict[str, Any]]]) -> set[Pair]:
@@ -349,7 +349,7 @@ def test_bad_plans_are_skipped_counted_with_reasons_and_the_rest_stored(
     state: Refreshed, catalog: list[City]
 ) -> None:
     slugs, duns = single_tdsp_pair(catalog, "tier3")
-    clean = {(p["_id"], duns) for p in state.sandbox.plans_for(duns)}
+    clean = {(p["_id"], duns) for p in state.sandbox.own_plans_for(duns)}
     state.sandbox.configure(bad_plans_tdsps=[duns])
     run = run_plans(state, slugs[0], slugs[-1], force=True)
     assert run.success

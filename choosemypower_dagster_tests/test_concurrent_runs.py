@@ -150,7 +150,9 @@ def test_overlapping_refreshes_at_once_keep_plans_unique_and_cities_complete(
                 ):
                     available.setdefault(slug, set()).add(plan_id)
 
-            served = {d: sandbox.plans_for(d) for d in {d for v in city_tdsps.values() for d in v}}
+            served = {
+                d: sandbox.own_plans_for(d) for d in {d for v in city_tdsps.values() for d in v}
+            }
             for slug in everyone:
                 expected = {
                     ids_after[(plan["_id"], duns)]
@@ -207,7 +209,7 @@ def test_two_writers_of_one_tdsp_agree_on_every_plan_id(postgres_url, sandbox):
     """A writer that read the table before the other committed still gets the stored ids."""
     warehouse = WarehouseResource(url=postgres_url)
     duns = load_tdsps()[0].duns
-    parsed = parse_plans(sandbox.plans_for(duns), duns).plans
+    parsed = parse_plans(sandbox.own_plans_for(duns), duns).plans
     now = datetime.now(UTC)
 
     first, second = _race(

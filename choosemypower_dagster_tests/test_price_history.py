@@ -74,7 +74,7 @@ def test_price_epoch_change_writes_exactly_the_expected_history(resources, sandb
     tdsps = sorted({d for k in keys for d in catalog[k].tdsp_duns})
     assert len(tdsps) >= 3
 
-    before = {d: {p["_id"]: p for p in sandbox.plans_for(d)} for d in tdsps}
+    before = {d: {p["_id"]: p for p in sandbox.own_plans_for(d)} for d in tdsps}
     assert refresh(resources, instance, keys[0], keys[-1], False, tmp_path / "site").success
     with resources["warehouse"].begin() as conn:
         first = plans_table(conn)
@@ -86,7 +86,7 @@ def test_price_epoch_change_writes_exactly_the_expected_history(resources, sandb
         )
 
     sandbox.configure(price_epoch=1)
-    after = {d: {p["_id"]: p for p in sandbox.plans_for(d)} for d in tdsps}
+    after = {d: {p["_id"]: p for p in sandbox.own_plans_for(d)} for d in tdsps}
     changed: dict[tuple[str, str], tuple[dict, dict]] = {}
     vanished: set[tuple[str, str]] = set()
     appeared: set[tuple[str, str]] = set()
@@ -155,9 +155,9 @@ def test_vanished_plans_leave_the_city_files_but_stay_in_the_warehouse(
     slug = city_keys()[0]
     duns = next(c.tdsp_duns for c in load_catalog() if c.slug == slug)
     assert refresh(resources, instance, slug, slug, False, tmp_path / "site").success
-    old_ids = {p["_id"] for d in duns for p in sandbox.plans_for(d)}
+    old_ids = {p["_id"] for d in duns for p in sandbox.own_plans_for(d)}
     sandbox.configure(price_epoch=1)
-    new_ids = {p["_id"] for d in duns for p in sandbox.plans_for(d)}
+    new_ids = {p["_id"] for d in duns for p in sandbox.own_plans_for(d)}
     assert old_ids - new_ids
     assert refresh(resources, instance, slug, slug, True, tmp_path / "site").success
 

@@ -52,11 +52,6 @@ def annual_cost(plan: dict[str, Any], monthly_kwh: list[float]) -> float:
     return total
 
 
-def served(plan: dict[str, Any], duns: str) -> bool:
-    """A plan listed for `duns` that belongs to it (plans of another TDSP are skipped)."""
-    return plan["tdsp"]["duns_number"] == duns
-
-
 def resources_text(package: str, name: str) -> str:
     return files(package).joinpath(name).read_text()
 
@@ -102,9 +97,7 @@ def test_city_summaries_match_plans_recomputed_from_the_sandbox(resources, sandb
 
     cheapest_overall = None
     for slug in keys:
-        plans = [
-            (d, p) for d in catalog[slug].tdsp_duns for p in sandbox.plans_for(d) if served(p, d)
-        ]
+        plans = [(d, p) for d in catalog[slug].tdsp_duns for p in sandbox.own_plans_for(d)]
         row = rows[slug]
         assert row.plan_count == len(plans)
         assert row.provider_count == len({p["product"]["brand"]["name"] for _, p in plans})
@@ -163,7 +156,7 @@ def test_providers_have_counts_and_become_inactive_without_plans(resources, sand
     slug, duns = _single_tdsp_city()
     assert materialize_cities(resources, instance, slug, slug).success
 
-    served = sandbox.plans_for(duns)
+    served = sandbox.own_plans_for(duns)
     by_provider: dict[str, list[float]] = {}
     for plan in served:
         by_provider.setdefault(plan["product"]["brand"]["name"], []).append(price(plan, 1000))
@@ -181,7 +174,7 @@ def test_providers_have_counts_and_become_inactive_without_plans(resources, sand
 
     # Another seed: the TDSP's plan list is replaced and some providers leave it entirely.
     sandbox.configure(seed=1)
-    now_served = {p["product"]["brand"]["name"] for p in sandbox.plans_for(duns)}
+    now_served = {p["product"]["brand"]["name"] for p in sandbox.own_plans_for(duns)}
     gone = set(by_provider) - now_served
     assert gone, "precondition: seed 1 drops a provider from this TDSP"
     result = materialize_cities(resources, instance, slug, slug, force=True)

@@ -332,6 +332,11 @@ class SandboxServer:
         universe = build_universe(config.seed, config.price_epoch)
         return json.loads(universe.payload(duns, with_broken=duns in config.bad_plans_tdsps))
 
+    def own_plans_for(self, duns: str) -> list[dict[str, Any]]:
+        """The plans listed for this DUNS that belong to it: what a correct client keeps (the
+        list also holds a plan of another TDSP on purpose, which it must skip)."""
+        return [p for p in self.plans_for(duns) if p.get("tdsp", {}).get("duns_number") == duns]
+
     def zip_tdsps(self) -> dict[str, list[str]]:
         """ZIP -> DUNS from the packaged city catalog, loaded once ({} when it is absent)."""
         if self._zip_tdsps is None:

@@ -106,7 +106,7 @@ def served_plan_ids(
     ids = plan_ids_by_external(warehouse)
     wanted: set[str] = set()
     for duns in duns_list:
-        for plan in sandbox.plans_for(duns):
+        for plan in sandbox.own_plans_for(duns):
             key = (plan.get("_id"), duns)
             if key in ids:
                 wanted.add(ids[key])

@@ -192,18 +192,25 @@ def test_unusable_response_fails_its_cities_with_a_clear_reason(
 
 def test_broken_plans_are_skipped_counted_and_logged(resources, sandbox: SandboxServer):
     duns = sorted(tdsps_of(CITIES))[0]
-    good = sandbox.plans_for(duns)
+    listed = sandbox.plans_for(duns)
+    good = sandbox.own_plans_for(duns)
     sandbox.configure(bad_plans_tdsps=[duns])
     served = sandbox.plans_for(duns)
-    broken = len(served) - len(good)
+    broken = len(served) - len(listed)
     assert broken > 0
     instance = _ready(resources)
     result = materialize_cities(resources, instance, CITIES[0], CITIES[-1], force=True)
     assert result.success  # one bad plan does not sink its TDSP
     assert materialized_cities(result) == set(CITIES)
-    assert refresh_totals(instance, result.run_id)["plans_skipped"] == broken
+    # The sandbox also lists one plan of another TDSP on purpose: skipped too, and counted.
+    foreign = {  # the sandbox lists one plan of another TDSP on purpose: skipped and counted
+        d: len(sandbox.plans_for(d)) - len(sandbox.own_plans_for(d)) for d in tdsps_of(CITIES)
+    }
+    assert refresh_totals(instance, result.run_id)["plans_skipped"] == broken + sum(
+        foreign.values()
+    )
     warnings = [m for m in run_messages(instance, result.run_id) if m.startswith(f"TDSP {duns}")]
-    assert warnings and f"skipped {broken} plan(s)" in warnings[0]
+    assert warnings and f"skipped {broken + foreign[duns]} plan(s)" in warnings[0]
     # Exactly the good plans were stored for that TDSP; none of the broken ones.
     stored = {ext for (ext, d) in plan_ids_by_external(resources["warehouse"]) if d == duns}
     assert stored == {p["_id"] for p in good}
