@@ -15,7 +15,6 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -126,20 +125,23 @@ def refresh_cities(
     force: bool,
     totals: RefreshTotals,
     log: Any = None,
+    accept_plan_count_change: bool = False,
 ) -> Iterator[CityOutcome]:
     """Refresh each city in `slugs`, yielding its outcome as soon as it is committed."""
     with warehouse.begin() as conn:
         targets = load_targets(conn, slugs)
     needed = sorted({d for target in targets.values() for d in target.tdsp_duns})
-    load = load_tdsp_plans(client, warehouse, needed, ttl_minutes, force)
+    load = load_tdsp_plans(client, warehouse, needed, ttl_minutes, force, accept_plan_count_change)
     totals.load = load
     if log:
         log.info(
             f"{len(load.plans)} TDSP(s) ready ({load.cache_hits} from cache, "
             f"{load.api_calls} API call(s)); {len(load.errors)} failed"
         )
+        for warning in load.warnings():
+            log.warning(warning)
 
-    now = datetime.now(UTC)
+    now = load.now  # the local clock, or the API's when they disagree (see plans.source)
     for duns, tdsp_plans in sorted(load.plans.items()):
         with warehouse.begin() as conn:
             # A plan's source is who produced it (api or sandbox), even when read from cache.

@@ -1,6 +1,7 @@
 """Per-city plans, refreshed with the city summaries and the providers in one step."""
 
 import json
+import math
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,13 @@ class PlanRefreshConfig(dg.Config):
     """Run config of a plan refresh."""
 
     force_refresh: bool = Field(default=False, description="Ignore cached API responses.")
+    accept_plan_count_change: bool = Field(
+        default=False,
+        description=(
+            "Accept a TDSP's plan list even when its plan count moved past the plausibility "
+            "bounds (plans/plausibility.py). Not implied by force_refresh."
+        ),
+    )
     cache_ttl_minutes: float = Field(
         default_factory=CACHE_TTL_MINUTES.number,
         description=(
@@ -159,6 +167,9 @@ def _partition_metadata(city: dict[str, Any], api_base_url: str) -> dict[str, An
 def _run_metadata(totals: RefreshTotals, requested: int, seconds: float) -> dict[str, Any]:
     load = totals.load
     writes = totals.writes.values()
+    clock: dict[str, Any] = {}
+    if load is not None and load.clock_skew_s is not None:
+        clock["clock_skew_seconds"] = round(load.clock_skew_s, 1)
     return {
         "cities_requested": requested,
         "cities_refreshed": totals.refreshed,
@@ -169,6 +180,7 @@ def _run_metadata(totals: RefreshTotals, requested: int, seconds: float) -> dict
         "plans_price_changed": sum(w.changed for w in writes),
         "plans_deactivated": sum(w.deactivated for w in writes),
         "plans_skipped": sum(len(s) for s in totals.skipped_plans.values()),
+        **clock,
         "seconds": round(seconds, 2),
     }
 
@@ -193,6 +205,9 @@ def refresh_city_plans(
     """
     started = time.monotonic()
     started_at = datetime.now(UTC)
+    ttl = config.cache_ttl_minutes
+    if not math.isfinite(ttl) or ttl < 0:
+        raise dg.Failure(f"cache_ttl_minutes must be a number of minutes >= 0, got {ttl!r}")
     selected = context.selected_asset_keys
     totals = RefreshTotals()
     slugs: list[str] = list(context.partition_keys) if CITY_PLANS in selected else []
@@ -202,16 +217,17 @@ def refresh_city_plans(
             slugs,
             warehouse.engine,
             comparepower,
-            config.cache_ttl_minutes,
+            ttl,
             config.force_refresh,
             totals,
             context.log,
+            config.accept_plan_count_change,
         ):
             if outcome.ok:
                 yield dg.AssetMaterialization(
                     asset_key=CITY_PLANS,
                     partition=outcome.slug,
-                    metadata=_partition_metadata(outcome.metadata, comparepower.base_url),
+                    metadata=_partition_metadata(outcome.metadata, comparepower.public_base_url),
                 )
         for duns, skipped in totals.skipped_plans.items():
             context.log.warning(f"TDSP {duns}: skipped {len(skipped)} plan(s): {skipped[:5]}")
@@ -255,5 +271,8 @@ def refresh_city_plans(
             metadata={
                 **run_meta,
                 "failed_cities": dg.MetadataValue.json(dict(sorted(totals.failed.items()))),
+                "failed_tdsps": dg.MetadataValue.json(
+                    dict(sorted(totals.load.errors.items())) if totals.load else {}
+                ),
             },
         )
