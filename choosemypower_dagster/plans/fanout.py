@@ -8,6 +8,11 @@ published with half of its plans.
 Each city's availability is written inside one transaction; to save commits, a
 transaction carries up to CITIES_PER_TRANSACTION whole cities, so after a crash every
 city is either fully refreshed or exactly as it was.
+
+A plan the API dropped is deactivated only once no catalog city lists it any more: a
+partial refresh (one tier, some cities) never takes plans away from the cities it does not
+touch, nor from a failed city (whose previous plans of both TDSPs stay published), so it
+cannot leave them without plans or block the export for them.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster.warehouse.writes import (
     TdspWrite,
     replace_city_availability,
+    retire_unlisted_plans,
     write_tdsp_plans,
 )
 
@@ -146,7 +152,7 @@ def refresh_cities(
         with warehouse.begin() as conn:
             # A plan's source is who produced it (api or sandbox), even when read from cache.
             totals.writes[duns] = write_tdsp_plans(
-                conn, duns, tdsp_plans.plans, now, tdsp_plans.origin
+                conn, duns, tdsp_plans.plans, now, tdsp_plans.origin, retire_vanished=False
             )
 
     names = tdsps_by_duns()
@@ -194,3 +200,10 @@ def refresh_cities(
             skipped = [f"TDSP {d} {why}" for d in target.tdsp_duns for why in load.plans[d].skipped]
             meta = city_metadata(target, plans, sources, skipped)
             yield CityOutcome(target.slug, True, metadata=meta)
+
+    # Plans the API dropped go inactive once no catalog city lists them (see the docstring).
+    for duns, written in sorted(totals.writes.items()):
+        with warehouse.begin() as conn:
+            written.deactivated = retire_unlisted_plans(
+                conn, duns, list(written.plan_ids.values()), now
+            )

@@ -18,6 +18,11 @@ import sqlalchemy as sa
 
 from choosemypower_dagster.catalog.cities import load_catalog
 from choosemypower_dagster.catalog.keys import city_keys
+from choosemypower_dagster.defs.assets.export import site_export
+from choosemypower_dagster.defs.assets.plans import refresh_city_plans
+from choosemypower_dagster.defs.assets.reference import tdsp_territories, texas_cities
+from choosemypower_dagster.defs.checks import ASSET_CHECKS
+from choosemypower_dagster.defs.jobs import city_refresh, reference_refresh
 from choosemypower_dagster.defs.resources import WarehouseResource
 from choosemypower_dagster.sandbox import SandboxServer
 from choosemypower_dagster.warehouse import schema as t
@@ -34,6 +39,16 @@ RUN_LOG_TABLES = {"refresh_log"}
 def catalog_tdsps() -> dict[str, tuple[str, ...]]:
     """City slug -> the DUNS of the TDSPs serving it, from the packaged catalog."""
     return {city.slug: tuple(city.tdsp_duns) for city in load_catalog()}
+
+
+def checked_definitions(resources: Mapping[str, Any]) -> dg.Definitions:
+    """The production assets, asset checks and refresh jobs, bound to the test's resources."""
+    return dg.Definitions(
+        assets=[tdsp_territories, texas_cities, refresh_city_plans, site_export],
+        asset_checks=ASSET_CHECKS,
+        jobs=[reference_refresh, city_refresh],
+        resources=dict(resources),
+    )
 
 
 def key_slice(start: int, stop: int) -> list[str]:
