@@ -70,7 +70,8 @@ def check_object_ids(plans: Sequence[PlanKey], now: datetime | None = None) -> O
     """
     now = now or datetime.now(UTC)
     rows = [p.row(problem=why) for p in plans if (why := object_id_problem(p.id, now))]
-    future = [p for p in plans if p.id in {r["id"] for r in rows} and _future_dated(p.id, now)]
+    flagged = {r["id"] for r in rows}
+    future = [p for p in plans if p.id in flagged and _future_dated(p.id, now)]
     outcome = offending(
         len(plans),
         rows,

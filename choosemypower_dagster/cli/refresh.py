@@ -147,7 +147,7 @@ def run_refresh(
         failed = failed_cities(result)
         report.failed.update(failed)
         report.failed_tdsps.update(failed_tdsps(result))
-        report.warnings.extend(run_warnings(instance, result.run_id))
+        report.warnings.extend(run_warnings(result))
         if not result.success and not failed:
             text = failure_text(result, warehouse.display_url)
             report.errors.append(f"run {result.run_id}: {text}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import dagster as dg
 
 from choosemypower_dagster.catalog.tdsps import tdsps_by_duns
+from choosemypower_dagster.defs.keys import REFRESH_WARNINGS
 from choosemypower_dagster.lib.redact import strip_credentials, strip_url_credentials
 from choosemypower_dagster.settings import API_URL
 from choosemypower_dagster.site.publish import current_export
@@ -120,14 +120,23 @@ def failure_text(result: dg.ExecuteInProcessResult, warehouse: str | None = None
     return "run failed"
 
 
-def run_warnings(instance: dg.DagsterInstance, run_id: str) -> list[str]:
-    """The warnings the run's steps logged (skipped plans, a skewed clock...), in order."""
+def run_warnings(result: dg.ExecuteInProcessResult) -> list[str]:
+    """The warnings the plans step reported (a skewed clock, skipped plans...), in order.
+
+    Read from the run's own events in memory (the city_summaries materialization, or the
+    step's failure), not from the instance's event log, which holds every partition's events.
+    """
     found: list[str] = []
-    for entry in instance.all_logs(run_id):
-        if entry.dagster_event is None and entry.level >= logging.WARNING and entry.user_message:
-            if entry.user_message not in found:
-                found.append(strip_url_credentials(entry.user_message))
-    return found
+    for event in result.all_events:
+        metadata: Any = None
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            metadata = event.event_specific_data.materialization.metadata
+        elif event.event_type_value == "STEP_FAILURE" and event.step_failure_data:
+            user = event.step_failure_data.user_failure_data
+            metadata = user.metadata if user else None
+        if metadata and REFRESH_WARNINGS in metadata:
+            found += [w for w in metadata[REFRESH_WARNINGS].value if w not in found]
+    return [strip_url_credentials(w) for w in found]
 
 
 def failed_cities(result: dg.ExecuteInProcessResult) -> dict[str, str]:

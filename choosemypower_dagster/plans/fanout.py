@@ -144,8 +144,6 @@ def refresh_cities(
             f"{len(load.plans)} TDSP(s) ready ({load.cache_hits} from cache, "
             f"{load.api_calls} API call(s)); {len(load.errors)} failed"
         )
-        for warning in load.warnings():
-            log.warning(warning)
 
     now = load.now  # the local clock, or the API's when they disagree (see plans.source)
     for duns, tdsp_plans in sorted(load.plans.items()):

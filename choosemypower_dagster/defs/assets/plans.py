@@ -18,6 +18,7 @@ from choosemypower_dagster.defs.keys import (
     OWNER,
     PLANS_GROUP,
     PROVIDERS,
+    REFRESH_WARNINGS,
     TEXAS_CITIES,
 )
 from choosemypower_dagster.defs.metadata import md, warehouse_kind
@@ -103,7 +104,9 @@ PROVIDERS_SPEC = dg.AssetSpec(
 )
 
 
-def _summaries_result(warehouse: WarehouseResource, now: datetime) -> dg.MaterializeResult:
+def _summaries_result(
+    warehouse: WarehouseResource, now: datetime, warnings: list[str]
+) -> dg.MaterializeResult:
     with warehouse.begin() as conn:
         frame = rollups.compute_city_summaries(conn, now)
         written = rollups.write_city_summaries(conn, frame)
@@ -126,6 +129,7 @@ def _summaries_result(warehouse: WarehouseResource, now: datetime) -> dg.Materia
             "cities_without_plans": int(written - len(covered)),
             "cheapest_rate_1000_cents": cents(frame["rate_1000_min"].min()),
             "preview": md(markdown_table(rows, ["city", "plans", "cheapest ¢", "median ¢"])),
+            **({REFRESH_WARNINGS: dg.MetadataValue.json(warnings)} if warnings else {}),
         },
     )
 
@@ -210,6 +214,7 @@ def refresh_city_plans(
         raise dg.Failure(f"cache_ttl_minutes must be a number of minutes >= 0, got {ttl!r}")
     selected = context.selected_asset_keys
     totals = RefreshTotals()
+    warnings: list[str] = []
     slugs: list[str] = list(context.partition_keys) if CITY_PLANS in selected else []
     if slugs:
         context.log.info(f"refreshing {len(slugs)} cities ({slugs[0]} .. {slugs[-1]})")
@@ -230,11 +235,14 @@ def refresh_city_plans(
                     metadata=_partition_metadata(outcome.metadata, comparepower.public_base_url),
                 )
         for duns, skipped in totals.skipped_plans.items():
-            context.log.warning(f"TDSP {duns}: skipped {len(skipped)} plan(s): {skipped[:5]}")
+            warnings.append(f"TDSP {duns}: skipped {len(skipped)} plan(s): {skipped[:5]}")
+        warnings[:0] = totals.load.warnings() if totals.load else []
+        for warning in warnings:
+            context.log.warning(warning)
 
     now = datetime.now(UTC)
     if CITY_SUMMARIES in selected:
-        yield _summaries_result(warehouse, now)
+        yield _summaries_result(warehouse, now, warnings)
     if PROVIDERS in selected:
         yield _providers_result(warehouse, now)
 
@@ -270,6 +278,7 @@ def refresh_city_plans(
             ),
             metadata={
                 **run_meta,
+                **({REFRESH_WARNINGS: dg.MetadataValue.json(warnings)} if warnings else {}),
                 "failed_cities": dg.MetadataValue.json(dict(sorted(totals.failed.items()))),
                 "failed_tdsps": dg.MetadataValue.json(
                     dict(sorted(totals.load.errors.items())) if totals.load else {}
