@@ -28,10 +28,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from choosemypower_dagster.catalog.tdsps import tdsps_by_duns
 from choosemypower_dagster.comparepower.client import ComparePowerClient
 from choosemypower_dagster.comparepower.parsing import PlanRecord
-from choosemypower_dagster.plans.source import LoadResult, load_tdsp_plans
+from choosemypower_dagster.plans.source import CLOCK_SKEW_LIMIT, LoadResult, load_tdsp_plans
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster.warehouse.writes import (
     TdspWrite,
+    redate_future_sightings,
     replace_city_availability,
     retire_unlisted_plans,
     write_tdsp_plans,
@@ -152,6 +153,7 @@ def refresh_cities(
             totals.writes[duns] = write_tdsp_plans(
                 conn, duns, tdsp_plans.plans, now, tdsp_plans.origin, retire_vanished=False
             )
+            redate_future_sightings(conn, duns, now, CLOCK_SKEW_LIMIT)
 
     names = tdsps_by_duns()
     ready: list[tuple[CityTarget, list[PlanRecord]]] = []

@@ -172,8 +172,8 @@ def load_tdsp_plans(
                 continue
             try:
                 plans, skipped = _usable(duns, json.loads(row.body))
-            except (ValueError, RecursionError, ComparePowerError):
-                to_fetch.append(duns)  # a cache row we cannot use is simply refetched
+            except Exception:  # noqa: BLE001 - a cache row we cannot use is simply refetched
+                to_fetch.append(duns)
                 continue
             result.cache_hits += 1
             result.plans[duns] = TdspPlans(duns, plans, skipped, row.source, True, fetched_at)

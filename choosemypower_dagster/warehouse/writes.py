@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -303,4 +303,21 @@ def retire_unlisted_plans(
         sa.update(t.electricity_plans)
         .where(cols.tdsp_duns == tdsp_duns, cols.active, cols.id.not_in(list(current_ids)), ~listed)
         .values(active=False, updated_at=now)
+    ).rowcount
+
+
+def redate_future_sightings(
+    conn: sa.Connection, tdsp_duns: str, now: datetime, tolerance: timedelta
+) -> int:
+    """Re-date the TDSP's plans 'last seen' after `now` + `tolerance` to just before `now`.
+
+    Such stamps come from a run on a clock that ran fast. Left alone, a plan that has since
+    vanished would keep the newest stamp of its TDSP and pass for its last accepted answer
+    (plans/plausibility.py) until real time caught up. Returns the plans re-dated.
+    """
+    cols = t.electricity_plans.c
+    return conn.execute(
+        sa.update(t.electricity_plans)
+        .where(cols.tdsp_duns == tdsp_duns, cols.last_seen_at > now + tolerance)
+        .values(last_seen_at=now - timedelta(microseconds=1))
     ).rowcount

@@ -26,6 +26,7 @@ from choosemypower_dagster_tests.conftest import fast_client, range_tags
 from choosemypower_dagster_tests.reliability.hostile import HostileApi
 from choosemypower_dagster_tests.reliability.support import (
     checked_definitions,
+    failure_data,
     key_slice,
     run_messages,
     tdsps_of,
@@ -155,3 +156,9 @@ def test_a_run_on_a_fast_unchecked_clock_blocks_nothing_past_the_next_good_run(
         # The export ran and carries the new prices.
         assert export_metadata(result) is not None
         assert snapshot(_export_dir) != exported
+
+        # Later runs are not misled either: a plan that vanished keeps no stamp from the
+        # future that would pass for its TDSP's last accepted answer (plausibility guard).
+        api.price_epoch = 2
+        later = _run(defs, instance, force=True)
+        assert later.success, failure_data(later)
