@@ -86,7 +86,7 @@ def test_a_write_failure_leaves_the_previous_export_current_and_no_staging(
         publish(site, _files(2))
     assert "CHOOSEMYPOWER_EXPORT_DIR" in str(caught.value)
     assert site.resolve() == first.export_dir and _read(site) == _files(1)
-    assert [p.name for p in store_of(site).iterdir()] == sorted([".lock", first.export_dir.name])
+    assert sorted(p.name for p in store_of(site).iterdir()) == [".lock", first.export_dir.name]
 
 
 @pytest.mark.parametrize("where", ["_write_synced", "_switch"])
