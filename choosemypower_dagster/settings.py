@@ -19,11 +19,23 @@ class SettingError(ValueError):
 
 @dataclass(frozen=True)
 class Setting:
-    """One environment variable: its name, the default used when it is unset, what it means."""
+    """One environment variable: its name, the default used when it is unset, what it means.
+
+    A numeric setting also names its smallest allowed value (`minimum`) and whether it must
+    be a whole number; `number()` enforces both, so a bad value is refused with the
+    variable's name before any run starts (`validate_settings`).
+    """
 
     name: str
     default: str | None
     meaning: str
+    minimum: float | None = None
+    integer: bool = False
+
+    @property
+    def numeric(self) -> bool:
+        """Whether the setting holds a number (it then has a minimum)."""
+        return self.minimum is not None
 
     def raw(self) -> str | None:
         """The variable's value, or None when it is unset or empty."""
@@ -37,7 +49,7 @@ class Setting:
         return self.raw() is not None
 
     def number(self) -> float:
-        """The value as a finite number; `SettingError` names the variable and the bad value."""
+        """The value as a finite number in range; `SettingError` names the variable and value."""
         text = self.value()
         try:
             number = float(text) if text is not None else math.nan
@@ -45,6 +57,10 @@ class Setting:
             number = math.nan
         if not math.isfinite(number):
             raise SettingError(f"{self.name} must be a number, got {text!r}")
+        if self.integer and not number.is_integer():
+            raise SettingError(f"{self.name} must be a whole number, got {text!r}")
+        if self.minimum is not None and number < self.minimum:
+            raise SettingError(f"{self.name} must be at least {self.minimum:g}, got {text!r}")
         return number
 
 
@@ -74,6 +90,7 @@ CACHE_TTL_MINUTES = Setting(
     "CHOOSEMYPOWER_CACHE_TTL_MINUTES",
     "30",
     "reuse a TDSP's cached response younger than this; maintenance prunes older ones",
+    minimum=0,
 )
 CITY_CATALOG = Setting(
     "CHOOSEMYPOWER_CITY_CATALOG",
@@ -94,11 +111,14 @@ RETRY_MAX_ATTEMPTS = Setting(
     "CHOOSEMYPOWER_RETRY_MAX_ATTEMPTS",
     "3",
     "retries of a failed city by the `retry_failed_cities` sensor",
+    minimum=0,
+    integer=True,
 )
 RETRY_BASE_DELAY_MINUTES = Setting(
     "CHOOSEMYPOWER_RETRY_BASE_DELAY_MINUTES",
     "5",
     "first retry delay of a failed city; doubles with each attempt",
+    minimum=0,
 )
 USAGE_PROFILE = Setting(
     "CHOOSEMYPOWER_USAGE_PROFILE",
@@ -110,6 +130,7 @@ HISTORY_RETENTION_DAYS = Setting(
     "CHOOSEMYPOWER_HISTORY_RETENTION_DAYS",
     "400",
     "price history kept by the weekly warehouse maintenance",
+    minimum=1,
 )
 
 #: The table the README's "Configuration" section documents, in its order.
@@ -127,6 +148,13 @@ SETTINGS: tuple[Setting, ...] = (
     HISTORY_RETENTION_DAYS,
     USAGE_PROFILE,
 )
+
+
+def validate_settings() -> None:
+    """Check every numeric setting's value; raise `SettingError` naming the first bad one."""
+    for setting in SETTINGS:
+        if setting.numeric:
+            setting.number()
 
 
 def dagster_home() -> Path:

@@ -4,6 +4,7 @@ Runs go through the real `city_refresh` job (which must pull `site_export` in by
 against the sandbox over loopback, on SQLite and PostgreSQL warehouses.
 """
 
+import errno
 import json
 import os
 import re
@@ -22,6 +23,8 @@ from choosemypower_dagster.defs.assets.reference import tdsp_territories, texas_
 from choosemypower_dagster.defs.jobs import city_refresh, reference_refresh
 from choosemypower_dagster.pricing.profile import load_profile
 from choosemypower_dagster.settings import EXPORT_DIR
+from choosemypower_dagster.site import publish as publish_module
+from choosemypower_dagster.site.publish import store_of
 from choosemypower_dagster_tests.conftest import range_tags
 
 CAMEL = re.compile(r"^[a-z][a-zA-Z0-9]*$")
@@ -214,7 +217,10 @@ def test_city_refresh_exports_every_city_with_camel_case_keys(resources, sandbox
     assert meta["cheapest_rate_1000_cents"].value == pytest.approx(
         round(min(c["cheapestRate1000Kwh"] for c in by_slug.values() if c["planCount"]) * 100, 2)
     )
-    assert not [p for p in export_dir.iterdir() if p.name.startswith((".staging", ".previous"))]
+    assert export_dir.is_symlink()  # the switch: one link naming the current export
+    assert meta["export_id"].value == export_dir.resolve().name
+    exports = [p.name for p in store_of(export_dir).iterdir() if not p.name.startswith(".")]
+    assert exports == [meta["export_id"].value]
 
 
 def test_failed_refresh_leaves_the_previous_export_unchanged(resources, sandbox, export_dir):
@@ -235,48 +241,52 @@ def test_failed_refresh_leaves_the_previous_export_unchanged(resources, sandbox,
         json.loads(data)
 
 
-def test_export_failing_midway_restores_the_previous_files(resources, sandbox, export_dir):
+def test_export_failing_midway_leaves_the_previous_export_current(
+    resources, sandbox, export_dir, monkeypatch
+):
     defs = definitions(resources)
     instance = dg.DagsterInstance.ephemeral()
     load_catalog_run(defs, instance)
     keys = city_keys()[:6]
     assert city_run(defs, instance, keys[0], keys[2]).success
     previous = snapshot(export_dir)
+    previous_export = export_dir.resolve()
 
-    # New prices, so every file would change; one new city's file is blocked by a directory,
-    # which makes its rename fail after other files have already been swapped in.
+    # New prices, so every file changes; the disk fills up after a few files are written.
     sandbox.configure(price_epoch=1)
-    blocked = export_dir / f"plans-{max(keys[3:])}.json"
-    blocked.mkdir()
-    (blocked / "keep").write_text("x")
-    stale = export_dir / "plans-no-longer-a-city-tx.json"
-    stale.write_text('{"plans":[]}')
-    unrelated = export_dir / "README.txt"
-    unrelated.write_text("not ours")
-    previous |= {stale.name: stale.read_bytes(), unrelated.name: unrelated.read_bytes()}
+    real_write = publish_module._write_synced
+    written: list[str] = []
 
+    def fill_up(path: Path, data: bytes) -> None:
+        if len(written) == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        written.append(path.name)
+        real_write(path, data)
+
+    monkeypatch.setattr(publish_module, "_write_synced", fill_up)
     result = city_run(defs, instance, keys[0], keys[-1], force=True)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     message = failure.step_failure_data.error.message
     assert "site_export" in failure.step_key
-    assert str(blocked) in message and EXPORT_DIR.name in message
-    previous.pop(blocked.name, None)
-    now = {p.name: p for p in export_dir.iterdir() if not p.name.startswith(".")}
-    assert set(now) == set(previous) | {blocked.name}
-    assert {n: now[n].read_bytes() for n in previous} == previous
-    assert not [p for p in export_dir.iterdir() if p.name.startswith((".staging", ".previous"))]
+    assert "No space left on device" in message and EXPORT_DIR.name in message
+    assert export_dir.resolve() == previous_export  # still the previous export, whole
+    assert snapshot(export_dir) == previous
+    assert [p.name for p in store_of(export_dir).iterdir() if p.name != ".lock"] == [
+        previous_export.name
+    ]
 
-    # Unblocked, the export alone publishes the new prices and drops the stale city file.
-    (blocked / "keep").unlink()
-    blocked.rmdir()
+    # With room again, the export alone publishes the new prices; the dropped file is reported.
+    monkeypatch.setattr(publish_module, "_write_synced", real_write)
+    stale = previous_export / "plans-no-longer-a-city-tx.json"
+    stale.write_text('{"plans":[]}')
     retry = export_only(defs, instance)
     assert retry.success
     files = snapshot(export_dir)
-    assert {f"plans-{k}.json" for k in keys} <= set(files)
-    assert stale.name not in files and files[unrelated.name] == b"not ours"
+    assert {f"plans-{k}.json" for k in keys} <= set(files) and stale.name not in files
     assert files["plans-" + keys[0] + ".json"] != previous["plans-" + keys[0] + ".json"]
     assert export_metadata(retry)["stale_files_removed"].value == 1
+    assert previous_export.is_dir()  # kept for readers still on it, until the next switch
 
 
 def test_unchanged_files_are_left_alone(resources, sandbox, export_dir):
@@ -290,6 +300,7 @@ def test_unchanged_files_are_left_alone(resources, sandbox, export_dir):
     assert again.success
     meta = export_metadata(again)
     assert meta["files_rewritten"].value == 1  # only build-summary.json (its generatedAt)
+    # The rest are hard links to the previous export's files: the same inodes.
     after = {p.name: p.stat().st_ino for p in export_dir.iterdir()}
     changed = {n for n in inodes if after.get(n) != inodes[n]}
     assert changed == {"build-summary.json"}

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from choosemypower_dagster.catalog.tdsps import tdsps_by_duns
 from choosemypower_dagster.checks.outcome import Outcome, offending
 from choosemypower_dagster.warehouse import schema as t
-from choosemypower_dagster.warehouse.ids import object_id_problem
+from choosemypower_dagster.warehouse.ids import OBJECT_ID_RE, object_id_problem, object_id_time
 from choosemypower_dagster.warehouse.upsert import upsert
 
 plan_id_snapshots = t.plan_id_snapshots
@@ -61,16 +61,43 @@ def load_snapshot(conn: sa.Connection) -> dict[tuple[str, str], str]:
 
 
 def check_object_ids(plans: Sequence[PlanKey], now: datetime | None = None) -> Outcome:
-    """Every plan id is 24 lowercase hex with a timestamp between 2009 and now."""
+    """Every plan id is 24 lowercase hex with a timestamp between 2009 and now.
+
+    An id dated in the future was minted while a clock ran fast. It is still a unique,
+    well-formed id that the site may already link to, so it is kept (ids never change) and
+    reported; when that is the only finding, `future_dated_only` says so and the check
+    fails as a warning, never blocking the export (see `defs/checks.py`).
+    """
     now = now or datetime.now(UTC)
     rows = [p.row(problem=why) for p in plans if (why := object_id_problem(p.id, now))]
-    return offending(
+    flagged = {r["id"] for r in rows}
+    future = [p for p in plans if p.id in flagged and _future_dated(p.id, now)]
+    outcome = offending(
         len(plans),
         rows,
         ["id", "external_id", "tdsp", "problem"],
         ok="all {checked} plan ids are valid ObjectIds",
         bad="{n} of {checked} plan ids are not valid ObjectIds",
+        future_dated=len(future),
     )
+    if rows and len(future) == len(rows):
+        ahead = max(object_id_time(p.id) for p in future) - now
+        outcome.description = (
+            f"{len(future)} of {len(plans)} plan ids are dated in the future (up to "
+            f"{ahead.total_seconds() / 3600:.1f} h ahead): minted while a clock ran fast. "
+            "Kept, since ids never change; not blocking"
+        )
+    return outcome
+
+
+def _future_dated(plan_id: str, now: datetime) -> bool:
+    return OBJECT_ID_RE.match(plan_id) is not None and object_id_time(plan_id) > now
+
+
+def future_dated_only(outcome: Outcome) -> bool:
+    """Whether the id check's only finding is ids dated in the future (a clock, not a bug)."""
+    bad = outcome.metadata.get("offending_rows", 0)
+    return not outcome.passed and bad > 0 and outcome.metadata.get("future_dated") == bad
 
 
 def check_unique_ids(plans: Sequence[PlanKey], snapshot: dict[tuple[str, str], str]) -> Outcome:

@@ -3,15 +3,20 @@
 One run for the catalog (all requested tiers), then one run per contiguous city range
 (a single run for a full refresh) for plans, summaries, providers and the site export.
 Prints a summary and exits non-zero when any city failed. For cron, CI and `make demo`.
+
+Every setting is checked before anything that reads it is loaded: the definitions (whose
+partitions come from the city catalog) are imported only once the catalog, the numeric
+settings, the API URL, the warehouse and the export directory have been found usable, so
+a bad one is one line naming it (exit status 2), never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import shutil
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -20,24 +25,37 @@ from typing import Any
 
 import dagster as dg
 
-from choosemypower_dagster.catalog.keys import city_keys_by_tier, tier_of_city
+from choosemypower_dagster.catalog.cities import CatalogError, catalog_path, load_catalog
 from choosemypower_dagster.catalog.tiers import TIERS, are_adjacent, ordered
-from choosemypower_dagster.cli.abandoned_runs import recover_abandoned_runs
 from choosemypower_dagster.cli.report import (
     RefreshReport,
-    export_location,
+    export_switched,
     failed_cities,
+    failed_tdsps,
     failure_text,
     format_report,
+    run_warnings,
 )
 from choosemypower_dagster.comparepower.errors import ApiConfigError
-from choosemypower_dagster.defs.jobs import CITY_JOB, REFERENCE_JOB
-from choosemypower_dagster.defs.partitions import contiguous_ranges, range_keys
-from choosemypower_dagster.defs.tags import process_tags, range_tags
-from choosemypower_dagster.settings import DAGSTER_HOME, EXPORT_DIR, dagster_home
-from choosemypower_dagster.site.publish import ExportError, resolve_export_dir
+from choosemypower_dagster.plans.plausibility import OVERRIDE_CONFIG, OVERRIDE_FLAG
+from choosemypower_dagster.settings import (
+    CITY_CATALOG,
+    DAGSTER_HOME,
+    SettingError,
+    dagster_home,
+    validate_settings,
+)
+from choosemypower_dagster.site.publish import (
+    ExportError,
+    check_writable,
+    current_export,
+    resolve_export_dir,
+)
 from choosemypower_dagster.warehouse.engine import WarehouseConfigError
 from choosemypower_dagster.warehouse.refresh_log import run_totals
+
+#: The errors `check_configuration` raises: each is one line naming its setting.
+CONFIG_ERRORS = (ApiConfigError, WarehouseConfigError, ExportError, SettingError, CatalogError)
 
 
 def ensure_dagster_home() -> Path:
@@ -52,6 +70,8 @@ def ensure_dagster_home() -> Path:
 
 
 def _run_tags(start: str, end: str, tiers: Sequence[str], trigger: str) -> dict[str, str]:
+    from choosemypower_dagster.defs.tags import process_tags, range_tags
+
     return {**range_tags(start, end, tiers, None, trigger), **process_tags()}
 
 
@@ -62,11 +82,24 @@ def run_refresh(
     trigger: str = "manual",
     instance: dg.DagsterInstance | None = None,
     log_level: str = "WARNING",
+    accept_plan_count_change: bool = False,
 ) -> RefreshReport:
-    """Refresh the catalog of the affected tiers, then the plans of the chosen cities."""
-    from choosemypower_dagster.definitions import defs  # after DAGSTER_HOME is settled
+    """Refresh the catalog of the affected tiers, then the plans of the chosen cities.
+
+    `force` bypasses the response cache only; `accept_plan_count_change` accepts TDSP plan
+    lists whose count moved past the plausibility bounds (plans/plausibility.py).
+    """
+    # After DAGSTER_HOME is settled and the catalog the partitions are built from is checked.
+    from choosemypower_dagster.catalog.keys import city_keys_by_tier, tier_of_city
+    from choosemypower_dagster.cli.abandoned_runs import recover_abandoned_runs
+    from choosemypower_dagster.definitions import defs
+    from choosemypower_dagster.defs.jobs import CITY_JOB, REFERENCE_JOB
+    from choosemypower_dagster.defs.partitions import contiguous_ranges, range_keys
 
     started = time.monotonic()
+    warehouse = _resource("warehouse")
+    export_dir = resolve_export_dir()
+    export_before = current_export(export_dir)
     instance = instance or dg.DagsterInstance.get()
     recover_abandoned_runs(instance)
     report = RefreshReport()
@@ -92,12 +125,14 @@ def run_refresh(
     )
     report.runs.append(reference.run_id)
     if not reference.success:
-        report.errors.append(f"catalog refresh failed: {failure_text(reference)}")
+        text = failure_text(reference, warehouse.display_url)
+        report.errors.append(f"catalog refresh failed: {text}")
         report.seconds = time.monotonic() - started
         return report
 
+    plans_config = {"force_refresh": force, OVERRIDE_CONFIG: accept_plan_count_change}
     run_config = {
-        "ops": {"refresh_city_plans": {"config": {"force_refresh": force}}},
+        "ops": {"refresh_city_plans": {"config": plans_config}},
         "loggers": {"console": {"config": {"log_level": log_level}}},
     }
     city_job = defs.resolve_job_def(CITY_JOB)
@@ -109,13 +144,15 @@ def run_refresh(
             raise_on_error=False,
         )
         report.runs.append(result.run_id)
-        report.export = export_location(result) or report.export
         failed = failed_cities(result)
         report.failed.update(failed)
+        report.failed_tdsps.update(failed_tdsps(result))
+        report.warnings.extend(run_warnings(result))
         if not result.success and not failed:
-            report.errors.append(f"run {result.run_id}: {failure_text(result)}")
+            text = failure_text(result, warehouse.display_url)
+            report.errors.append(f"run {result.run_id}: {text}")
     report.seconds = time.monotonic() - started
-    warehouse = _resource("warehouse")
+    report.export = export_switched(export_dir, export_before) or report.export
     with warehouse.begin() as conn:
         report.add_totals(run_totals(conn, report.runs), warehouse.display_url)
     return report
@@ -132,23 +169,33 @@ def _resource(name: str) -> Any:
 
 
 def check_configuration() -> None:
-    """Fail fast on an unusable API URL or warehouse, before any run starts.
+    """Fail fast on any unusable setting, before the definitions load or any run starts.
 
-    Raises `ApiConfigError`, `WarehouseConfigError` or `ExportError`; each names its
-    environment variable and never a password.
+    In order: the numeric settings (range included), the city catalog (the partitions are
+    built from it), the API URL, the warehouse, the export directory. Raises one of
+    CONFIG_ERRORS; each names its environment variable and never a password.
     """
+    validate_settings()
+    try:
+        load_catalog()
+    except (CatalogError, csv.Error, ValueError) as exc:  # ValueError: e.g. not UTF-8
+        lines = str(exc).splitlines() or [type(exc).__name__]
+        more = f" (and {len(lines) - 2} more line(s))" if len(lines) > 2 else ""
+        origin = f"{CITY_CATALOG.name}={catalog_path()}"
+        raise CatalogError(f"{origin}: {' '.join(lines[:2])}{more}") from None
     _resource("comparepower").validated_base_url()
     _resource("warehouse").engine  # noqa: B018 - opening it is the check
-    directory = resolve_export_dir()
-    try:  # the export runs last: find out now, not after the whole refresh
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=directory):
-            pass
-    except OSError as exc:
-        raise ExportError(
-            f"cannot write the site export to {directory} (from {EXPORT_DIR.name}): "
-            f"{exc.strerror or exc}"
-        ) from None
+    check_writable(resolve_export_dir())  # the export runs last: find out now
+
+
+def _listed(parser: argparse.ArgumentParser, option: str, value: str | None) -> list[str] | None:
+    """A comma-separated option's items; an option given with no item is an error."""
+    if value is None:
+        return None
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if not items:
+        parser.error(f"{option} names nothing; leave it out to refresh every {option[2:]}")
+    return items
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -158,15 +205,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tiers", help="comma-separated tiers (default: all)")
     parser.add_argument("--cities", help="comma-separated city slugs (overrides --tiers)")
     parser.add_argument("--force", action="store_true", help="ignore cached API responses")
-    parser.add_argument("--verbose", action="store_true", help="print Dagster's event log")
+    parser.add_argument(
+        OVERRIDE_FLAG,
+        dest="accept_plan_count_change",
+        action="store_true",
+        help=(
+            "accept TDSP plan lists whose plan count moved past the plausibility bounds "
+            "(not implied by --force)"
+        ),
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print Dagster's event log (otherwise the summary carries the errors and warnings)",
+    )
     args = parser.parse_args(argv)
     if not args.verbose:  # keep the operator's terminal to the summary
         for category in (dg.BetaWarning, dg.PreviewWarning, dg.SupersessionWarning):
             warnings.filterwarnings("ignore", category=category)
-    tiers = [t.strip() for t in args.tiers.split(",") if t.strip()] if args.tiers else None
+    tiers = _listed(parser, "--tiers", args.tiers)
     if tiers and (bad := [t for t in tiers if t not in TIERS]):
         parser.error(f"unknown tier(s) {', '.join(bad)}; choose from {', '.join(TIERS)}")
-    cities = [c.strip() for c in args.cities.split(",") if c.strip()] if args.cities else None
+    cities = _listed(parser, "--cities", args.cities)
     ensure_dagster_home()
     try:  # a configuration error is one clear line and exit status 2, not a traceback
         check_configuration()
@@ -175,9 +235,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             cities=cities,
             force=args.force,
             trigger="manual",
-            log_level="DEBUG" if args.verbose else "WARNING",
+            log_level="DEBUG" if args.verbose else "CRITICAL",
+            accept_plan_count_change=args.accept_plan_count_change,
         )
-    except (ApiConfigError, WarehouseConfigError, ExportError) as exc:
+    except CONFIG_ERRORS as exc:
         print(f"configuration error: {exc}", file=sys.stderr, flush=True)
         return 2
     print(format_report(report), flush=True)

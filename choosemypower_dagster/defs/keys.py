@@ -16,3 +16,6 @@ OWNER = "team:data-platform"
 
 #: The concurrency pool of the API-calling step (its limit is set in dagster.yaml).
 API_POOL = "comparepower_api"
+
+#: Metadata key of the warnings a plan refresh raised (read by the refresh command's summary).
+REFRESH_WARNINGS = "refresh_warnings"

@@ -8,6 +8,11 @@ published with half of its plans.
 Each city's availability is written inside one transaction; to save commits, a
 transaction carries up to CITIES_PER_TRANSACTION whole cities, so after a crash every
 city is either fully refreshed or exactly as it was.
+
+A plan the API dropped is deactivated only once no catalog city lists it any more: a
+partial refresh (one tier, some cities) never takes plans away from the cities it does not
+touch, nor from a failed city (whose previous plans of both TDSPs stay published), so it
+cannot leave them without plans or block the export for them.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,11 +28,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from choosemypower_dagster.catalog.tdsps import tdsps_by_duns
 from choosemypower_dagster.comparepower.client import ComparePowerClient
 from choosemypower_dagster.comparepower.parsing import PlanRecord
-from choosemypower_dagster.plans.source import LoadResult, load_tdsp_plans
+from choosemypower_dagster.plans.source import CLOCK_SKEW_LIMIT, LoadResult, load_tdsp_plans
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster.warehouse.writes import (
     TdspWrite,
+    redate_future_sightings,
     replace_city_availability,
+    retire_unlisted_plans,
     write_tdsp_plans,
 )
 
@@ -126,12 +132,13 @@ def refresh_cities(
     force: bool,
     totals: RefreshTotals,
     log: Any = None,
+    accept_plan_count_change: bool = False,
 ) -> Iterator[CityOutcome]:
     """Refresh each city in `slugs`, yielding its outcome as soon as it is committed."""
     with warehouse.begin() as conn:
         targets = load_targets(conn, slugs)
     needed = sorted({d for target in targets.values() for d in target.tdsp_duns})
-    load = load_tdsp_plans(client, warehouse, needed, ttl_minutes, force)
+    load = load_tdsp_plans(client, warehouse, needed, ttl_minutes, force, accept_plan_count_change)
     totals.load = load
     if log:
         log.info(
@@ -139,13 +146,14 @@ def refresh_cities(
             f"{load.api_calls} API call(s)); {len(load.errors)} failed"
         )
 
-    now = datetime.now(UTC)
+    now = load.now  # the local clock, or the API's when they disagree (see plans.source)
     for duns, tdsp_plans in sorted(load.plans.items()):
         with warehouse.begin() as conn:
             # A plan's source is who produced it (api or sandbox), even when read from cache.
             totals.writes[duns] = write_tdsp_plans(
-                conn, duns, tdsp_plans.plans, now, tdsp_plans.origin
+                conn, duns, tdsp_plans.plans, now, tdsp_plans.origin, retire_vanished=False
             )
+            redate_future_sightings(conn, duns, now, CLOCK_SKEW_LIMIT)
 
     names = tdsps_by_duns()
     ready: list[tuple[CityTarget, list[PlanRecord]]] = []
@@ -192,3 +200,10 @@ def refresh_cities(
             skipped = [f"TDSP {d} {why}" for d in target.tdsp_duns for why in load.plans[d].skipped]
             meta = city_metadata(target, plans, sources, skipped)
             yield CityOutcome(target.slug, True, metadata=meta)
+
+    # Plans the API dropped go inactive once no catalog city lists them (see the docstring).
+    for duns, written in sorted(totals.writes.items()):
+        with warehouse.begin() as conn:
+            written.deactivated = retire_unlisted_plans(
+                conn, duns, list(written.plan_ids.values()), now
+            )

@@ -1,20 +1,39 @@
-"""Publish the site's JSON files into a directory, each atomically, the whole set all-or-nothing.
+"""Publish the site's JSON files all-or-nothing: each export in its own directory, one switch.
 
-Every changed file is first written (and fsynced) into a fresh staging directory inside the
-target directory, so nothing visible changes until every byte is on disk; files whose content
-is already current are left untouched. The staged files are then
-moved into place with `os.replace`, one atomic rename each. The previous files are hard-linked
-aside first: if a rename fails part-way, the renamed ones are put back, so a failed export
-leaves the previous set whole. Plan files of cities no longer exported are removed last.
+The layout, for `CHOOSEMYPOWER_EXPORT_DIR=build/site-data`:
+
+    build/site-data -> site-data.exports/<export id>    a symlink: the current export
+    build/site-data.exports/<export id>/                 one complete export per directory
+    build/site-data.exports/.lock                        serializes exports
+
+An export is written (each new file fsynced) into a staging directory, renamed to its own
+directory once complete, and published by renaming a new symlink over `site-data`: one
+atomic `rename(2)`. Whatever signal arrives whenever (SIGTERM, SIGKILL, power loss after the
+fsyncs), `site-data` names either the previous export or the new one, each whole; nothing is
+ever renamed back. Files identical to the current export's are hard-linked from it, not
+copied, so an export costs the disk and the writes of what changed only.
+
+The site reads `site-data/<file>` as before. A reader that reads several files and needs
+them from one export resolves the link once (`realpath`) and reads everything from that
+directory: the previous export is kept until the next switch, so a read that started on it
+can finish. Older exports are pruned after each switch; what a killed export left behind (a
+staging directory, a temporary link, an export that was never switched in) is removed by
+the next export, under the lock.
+
+A directory left at `site-data` by the earlier layout (files renamed in place) is switched
+for the link atomically too (Linux `renameat2(RENAME_EXCHANGE)`) and kept as the previous
+export until the next one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import fnmatch
 import os
+import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -27,57 +46,86 @@ try:  # POSIX: serialize concurrent exports into the same directory
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
+STORE_SUFFIX = ".exports"
 STAGING_PREFIX = ".staging-"
-BACKUP_PREFIX = ".previous-"
-LOCK_NAME = ".site-export.lock"
-#: Leftover staging/backup directories older than this (a killed export) are removed.
-ABANDONED_AFTER_S = 3600.0
+LINK_INFIX = ".link-"
+LOCK_NAME = ".lock"
+LEGACY_PREFIX = "legacy-"
 
 
 class ExportError(RuntimeError):
-    """The export could not be published; the previous files are left as they were."""
+    """The export could not be published; the previous export is left as it was."""
 
 
 @dataclass
 class PublishResult:
-    """What a publish wrote, in the directory it wrote to."""
+    """What a publish wrote, and where."""
 
-    directory: Path
+    directory: Path  # the path the site reads (the link)
+    export_dir: Path | None = None  # the export's own directory
     files: int = 0  # files in the export
     bytes: int = 0  # their total size
-    written: int = 0  # files whose content changed (the others were left untouched)
-    removed: list[str] = field(default_factory=list)
+    written: int = 0  # files written anew (the others are hard links to the previous export)
+    removed: list[str] = field(default_factory=list)  # stale plan files the previous one had
+    pruned: list[str] = field(default_factory=list)  # old exports and leftovers deleted
 
 
 def resolve_export_dir(configured: str | None = None) -> Path:
     """The export directory: `configured`, else `CHOOSEMYPOWER_EXPORT_DIR`, else the default.
 
-    Relative paths are taken from the working directory.
+    Relative paths are taken from the working directory; a link is not resolved (it is the
+    switch this module turns).
     """
     raw = configured or EXPORT_DIR.value() or str(EXPORT_DIR.default)
     return Path(raw).expanduser().absolute()
 
 
+def store_of(directory: Path) -> Path:
+    """Where the exports behind `directory` live: `<directory>.exports` beside it."""
+    return directory.with_name(directory.name + STORE_SUFFIX)
+
+
+def current_export(directory: Path) -> Path | None:
+    """The directory the site reads now: the link's target, a plain directory, or None."""
+    if directory.is_symlink():
+        target = directory.resolve()
+        return target if target.is_dir() else None
+    return directory if directory.is_dir() else None
+
+
 def _unwritable(directory: Path, exc: BaseException) -> ExportError:
     reason = getattr(exc, "strerror", None) or str(exc)
+    where = getattr(exc, "filename", None)
     return ExportError(
         f"cannot write the site export to {directory} (set by {EXPORT_DIR.name}, "
-        f"default {EXPORT_DIR.default}): {reason}"
+        f"default {EXPORT_DIR.default}): {reason}{f' ({where})' if where else ''}"
     )
 
 
-def _unchanged(path: Path, data: bytes) -> bool:
-    """True when `path` already holds exactly `data` (nothing to write or rename)."""
+def check_writable(directory: Path) -> None:
+    """Fail now, with `ExportError`, if an export to `directory` could not be written."""
+    store = store_of(directory)
     try:
-        if path.stat().st_size != len(data) or not path.is_file():
-            return False
-        return path.read_bytes() == data
+        if directory.exists() and not directory.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(directory))
+        store.mkdir(parents=True, exist_ok=True)
+        probe = store / f"{STAGING_PREFIX}probe-{os.getpid()}"
+        probe.mkdir(exist_ok=True)
+        probe.rmdir()
+    except OSError as exc:
+        raise _unwritable(directory, exc) from None
+
+
+def _same_bytes(path: Path, data: bytes) -> bool:
+    """True when `path` is a regular file holding exactly `data`."""
+    try:
+        return path.stat().st_size == len(data) and path.read_bytes() == data
     except OSError:
         return False
 
 
 def _write_synced(path: Path, data: bytes) -> None:
-    """Create `path` with `data` and fsync it, so a rename never exposes a partial file."""
+    """Create `path` with `data` and fsync it, so an export never holds a partial file."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         view = memoryview(data)
@@ -89,7 +137,7 @@ def _write_synced(path: Path, data: bytes) -> None:
 
 
 def _fsync_dir(directory: Path) -> None:
-    """Persist the renames in `directory` (a no-op where directories cannot be opened)."""
+    """Persist the entries of `directory` (a no-op where directories cannot be opened)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:
@@ -102,24 +150,14 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _remove_abandoned(directory: Path) -> None:
-    """Delete staging/backup directories a killed export left behind (older than an hour)."""
-    cutoff = time.time() - ABANDONED_AFTER_S
-    for entry in directory.iterdir():
-        if entry.name.startswith((STAGING_PREFIX, BACKUP_PREFIX)) and entry.is_dir():
-            with contextlib.suppress(OSError):
-                if entry.stat().st_mtime < cutoff:
-                    shutil.rmtree(entry, ignore_errors=True)
-
-
 @contextlib.contextmanager
-def _exclusive(directory: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the directory's lock file for the whole publish."""
+def _exclusive(store: Path, directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the store's lock file for the whole publish."""
     if fcntl is None:  # pragma: no cover
         yield
         return
     try:
-        fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(store / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise _unwritable(directory, exc) from exc
     try:
@@ -134,124 +172,148 @@ def _check_name(name: str) -> None:
         raise ValueError(f"not a plain file name for the export: {name!r}")
 
 
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_leftovers(directory: Path, store: Path) -> list[str]:
+    """Delete what a killed export left: staging directories and temporary links."""
+    removed = []
+    for entry in store.iterdir():
+        if entry.name.startswith(STAGING_PREFIX):
+            _remove(entry)
+            removed.append(entry.name)
+    link_prefix = f".{directory.name}{LINK_INFIX}"
+    for entry in directory.parent.iterdir():
+        if entry.name.startswith(link_prefix) and entry.is_symlink():
+            entry.unlink(missing_ok=True)
+            removed.append(entry.name)
+    return removed
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux `renameat2` RENAME_EXCHANGE); False if unsupported."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]
+    renameat2.argtypes += [ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _switch(directory: Path, store: Path, export_id: str) -> str | None:
+    """Make `directory` name the export `export_id`: one atomic rename of a new link.
+
+    Returns the name under which a directory of the earlier layout was filed in the store.
+    """
+    link = directory.with_name(f".{directory.name}{LINK_INFIX}{export_id}")
+    os.symlink(f"{store.name}/{export_id}", link)
+    legacy = None
+    if directory.is_dir() and not directory.is_symlink():
+        # The earlier layout: a real directory. Swap it for the link, then file it away as
+        # the previous export (pruned by the next export).
+        legacy = f"{LEGACY_PREFIX}{export_id}"
+        if _exchange(link, directory):
+            os.rename(link, store / legacy)
+        else:  # no atomic exchange here: a moment without `directory`, never a mix
+            os.rename(directory, store / legacy)
+            os.rename(link, directory)
+    else:
+        os.replace(link, directory)
+    _fsync_dir(directory.parent)
+    return legacy
+
+
+def _new_export_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(4)
+
+
 def publish(
     directory: Path,
     files: Mapping[str, bytes],
     stale_pattern: str | None = "plans-*.json",
-    last: tuple[str, ...] = ("build-summary.json",),
 ) -> PublishResult:
-    """Replace `files` in `directory` all-or-nothing; delete other `stale_pattern` files after.
+    """Publish `files` as the new export at `directory`, all-or-nothing (see the module doc).
 
-    Files named in `last` are renamed after all others, so their presence marks a complete set.
-    Raises `ExportError` (naming the directory and `CHOOSEMYPOWER_EXPORT_DIR`) with the
-    previous files left in place when anything fails.
+    `stale_pattern` names the files whose disappearance is reported (plan files of cities no
+    longer exported). Raises `ExportError` (naming the directory and
+    `CHOOSEMYPOWER_EXPORT_DIR`) with the previous export left current when anything fails.
     """
     for name in files:
         _check_name(name)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        if not directory.is_dir():
-            raise NotADirectoryError(f"{directory} is not a directory")
-    except OSError as exc:
-        raise _unwritable(directory, exc) from exc
-
+    store = store_of(directory)
+    check_writable(directory)
     result = PublishResult(
         directory=directory, files=len(files), bytes=sum(len(d) for d in files.values())
     )
-    with _exclusive(directory):
-        _remove_abandoned(directory)
-        changed = {n: d for n, d in files.items() if not _unchanged(directory / n, d)}
+    with _exclusive(store, directory):
+        result.pruned = _remove_leftovers(directory, store)
+        previous = current_export(directory)
+        export_id = _new_export_id()
+        staging = store / f"{STAGING_PREFIX}{export_id}"
+        target = staging
         try:
-            staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=directory))
-        except OSError as exc:
-            raise _unwritable(directory, exc) from exc
-        backup: Path | None = None
-        try:
-            for name, data in changed.items():
+            staging.mkdir()
+            for name, data in sorted(files.items()):
+                target = staging / name
+                if previous is not None and _same_bytes(previous / name, data):
+                    try:
+                        os.link(previous / name, staging / name)
+                        continue
+                    except OSError:
+                        pass  # another filesystem, say: write it instead
                 _write_synced(staging / name, data)
+                result.written += 1
             _fsync_dir(staging)
-            backup = _link_previous(directory, changed)
-            order = [n for n in sorted(changed) if n not in last]
-            order += [n for n in last if n in changed]
-            _swap_in(directory, staging, backup, order)
-            _fsync_dir(directory)
-            result.written = len(order)
-        except ExportError:
-            raise
+            os.rename(staging, store / export_id)
+            _fsync_dir(store)
         except OSError as exc:
+            _remove(staging)
             raise ExportError(
-                f"site export to {directory} ({EXPORT_DIR.name}) failed before any file was "
-                f"replaced; the previous files are unchanged: {exc}"
+                f"site export to {directory} ({EXPORT_DIR.name}) failed while writing "
+                f"{getattr(exc, 'filename', None) or target}: {exc.strerror or exc}; the "
+                "previous export is unchanged and still current"
             ) from exc
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-            if backup is not None:
-                shutil.rmtree(backup, ignore_errors=True)
-        if stale_pattern:
-            result.removed = _remove_stale(directory, files, stale_pattern)
+        if previous is not None and stale_pattern:
+            result.removed = sorted(
+                entry.name
+                for entry in previous.iterdir()
+                if entry.name not in files and fnmatch.fnmatch(entry.name, stale_pattern)
+            )
+        try:
+            legacy = _switch(directory, store, export_id)
+        except OSError as exc:
+            _remove(store / export_id)
+            raise ExportError(
+                f"site export to {directory} ({EXPORT_DIR.name}) was written but could not be "
+                f"switched in: {exc.strerror or exc}; the previous export is still current"
+            ) from exc
+        result.export_dir = store / export_id
+        kept = {export_id}
+        if legacy is not None:
+            kept.add(legacy)
+        elif previous is not None and previous.parent == store:
+            kept.add(previous.name)
+        result.pruned += _prune(store, kept)
     return result
 
 
-def _link_previous(directory: Path, files: Mapping[str, bytes]) -> Path | None:
-    """Hard-link the current versions of `files` aside, for a rollback (None if unsupported)."""
-    backup = Path(tempfile.mkdtemp(prefix=BACKUP_PREFIX, dir=directory))
-    try:
-        for name in files:
-            current = directory / name
-            if current.is_file():
-                os.link(current, backup / name)
-    except OSError:
-        shutil.rmtree(backup, ignore_errors=True)
-        return None
-    return backup
-
-
-def _swap_in(directory: Path, staging: Path, backup: Path | None, order: list[str]) -> None:
-    """Rename the staged files into place; on a failure, undo the renames already made."""
-    done: list[str] = []
-    name = ""
-    try:
-        for name in order:
-            os.replace(staging / name, directory / name)
-            done.append(name)
-    except OSError as exc:
-        restored = _roll_back(directory, backup, done)
-        state = (
-            "the previous files were restored"
-            if restored
-            else f"{len(done)} file(s) were already replaced and could not be restored"
-        )
-        raise ExportError(
-            f"site export to {directory} ({EXPORT_DIR.name}) failed while replacing "
-            f"{directory / name}: {exc.strerror or exc}; {state}"
-        ) from exc
-
-
-def _roll_back(directory: Path, backup: Path | None, done: list[str]) -> bool:
-    """Put back the previous version of each name in `done`; True when all were restored."""
-    if backup is None and done:
-        return False
-    ok = True
-    for name in reversed(done):
-        try:
-            previous = backup / name if backup is not None else None
-            if previous is not None and previous.exists():
-                os.replace(previous, directory / name)
-            else:
-                os.unlink(directory / name)  # it did not exist before this export
-        except OSError:
-            ok = False
-    return ok
-
-
-def _remove_stale(directory: Path, files: Mapping[str, bytes], pattern: str) -> list[str]:
-    """Delete files matching `pattern` that this export no longer writes (e.g. dropped cities)."""
-    removed = []
-    for entry in sorted(directory.iterdir(), key=lambda e: e.name):
-        if entry.name in files or not fnmatch.fnmatch(entry.name, pattern):
+def _prune(store: Path, kept: set[str]) -> list[str]:
+    """Delete every export but `kept` (the current one and the one before it)."""
+    pruned = []
+    for entry in store.iterdir():
+        if entry.name.startswith(".") or entry.name in kept:
             continue
-        if entry.is_file():
-            with contextlib.suppress(OSError):
-                entry.unlink()
-                removed.append(entry.name)
-    return removed
+        _remove(entry)
+        pruned.append(entry.name)
+    return pruned

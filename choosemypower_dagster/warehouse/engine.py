@@ -13,6 +13,8 @@ from choosemypower_dagster.warehouse.urls import normalize_url, redact
 
 _engines: dict[str, sa.Engine] = {}
 _engines_lock = threading.Lock()
+#: The databases the warehouse is built and tested for.
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 
 
 class WarehouseConfigError(RuntimeError):
@@ -40,12 +42,24 @@ def get_engine(url: str) -> sa.Engine:
             raise WarehouseConfigError(
                 f"{DATABASE_URL.name} is not a valid database URL ({redact(url)})"
             ) from exc
-        if parsed.get_backend_name() == "sqlite" and parsed.database:
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            engine = sa.create_engine(url, connect_args={"timeout": 30})
-            sa.event.listen(engine, "connect", _sqlite_pragmas)
-        else:
-            engine = sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        backend = parsed.get_backend_name()
+        if backend not in SUPPORTED_BACKENDS:
+            raise WarehouseConfigError(
+                f"{DATABASE_URL.name} names an unsupported database {backend!r} "
+                f"({redact(url)}); use sqlite:///<file> or postgresql://…"
+            )
+        try:
+            if backend == "sqlite" and parsed.database:
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                engine = sa.create_engine(url, connect_args={"timeout": 30})
+                sa.event.listen(engine, "connect", _sqlite_pragmas)
+            else:
+                engine = sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        except (ImportError, OSError, sa.exc.ArgumentError) as exc:  # no driver, bad path
+            raise WarehouseConfigError(
+                f"cannot use the warehouse at {redact(url)} (from {DATABASE_URL.name}): "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            ) from None
         try:
             upgrade(engine)  # one version query when already at head
         except Exception as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -138,8 +138,13 @@ def write_tdsp_plans(
     plans: Sequence[PlanRecord],
     now: datetime,
     source: str,
+    retire_vanished: bool = True,
 ) -> TdspWrite:
-    """Upsert one TDSP's plans, keep each plan's id, log price changes, retire vanished plans."""
+    """Upsert one TDSP's plans, keep each plan's id, log price changes, retire vanished plans.
+
+    With `retire_vanished=False` vanished plans stay active here; the caller retires them
+    with `retire_unlisted_plans` once the cities it refreshes no longer list them.
+    """
     provider_ids = _write_providers(conn, plans, now)
     cols = t.electricity_plans.c
     existing = {
@@ -233,7 +238,7 @@ def write_tdsp_plans(
         conn.execute(sa.insert(t.plan_pricing_history), history)
     vanished = [ext for ext in existing if ext not in ids]
     deactivated = 0
-    if vanished:
+    if vanished and retire_vanished:
         deactivated = conn.execute(
             sa.update(t.electricity_plans)
             .where(cols.tdsp_duns == tdsp_duns, cols.external_id.in_(vanished), cols.active)
@@ -284,3 +289,43 @@ def replace_city_availability(
         update=[],
     )
     return len(added), len(removed)
+
+
+def retire_unlisted_plans(
+    conn: sa.Connection, tdsp_duns: str, current_ids: Sequence[str], now: datetime
+) -> int:
+    """Deactivate the TDSP's plans that are neither current nor listed by any catalog city.
+
+    A plan the API dropped stays active while a city outside a partial refresh (a tier1 run
+    leaves tier2 and tier3 as they were) still lists it: it is that city's published data
+    until the city's own refresh. Returns the plans deactivated.
+    """
+    cols, avail, cities = t.electricity_plans.c, t.city_plan_availability.c, t.cities.c
+    listed = (
+        sa.select(avail.plan_id)
+        .join(t.cities, cities.slug == avail.city_slug)
+        .where(avail.plan_id == cols.id, cities.in_catalog)
+        .exists()
+    )
+    return conn.execute(
+        sa.update(t.electricity_plans)
+        .where(cols.tdsp_duns == tdsp_duns, cols.active, cols.id.not_in(list(current_ids)), ~listed)
+        .values(active=False, updated_at=now)
+    ).rowcount
+
+
+def redate_future_sightings(
+    conn: sa.Connection, tdsp_duns: str, now: datetime, tolerance: timedelta
+) -> int:
+    """Re-date the TDSP's plans 'last seen' after `now` + `tolerance` to just before `now`.
+
+    Such stamps come from a run on a clock that ran fast. Left alone, a plan that has since
+    vanished would keep the newest stamp of its TDSP and pass for its last accepted answer
+    (plans/plausibility.py) until real time caught up. Returns the plans re-dated.
+    """
+    cols = t.electricity_plans.c
+    return conn.execute(
+        sa.update(t.electricity_plans)
+        .where(cols.tdsp_duns == tdsp_duns, cols.last_seen_at > now + tolerance)
+        .values(last_seen_at=now - timedelta(microseconds=1))
+    ).rowcount

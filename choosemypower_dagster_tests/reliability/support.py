@@ -18,9 +18,16 @@ import sqlalchemy as sa
 
 from choosemypower_dagster.catalog.cities import load_catalog
 from choosemypower_dagster.catalog.keys import city_keys
-from choosemypower_dagster.defs.resources import WarehouseResource
+from choosemypower_dagster.defs.assets.export import site_export
+from choosemypower_dagster.defs.assets.plans import refresh_city_plans
+from choosemypower_dagster.defs.assets.reference import tdsp_territories, texas_cities
+from choosemypower_dagster.defs.checks import ASSET_CHECKS
+from choosemypower_dagster.defs.jobs import city_refresh, reference_refresh
+from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
+from choosemypower_dagster.defs.tags import RANGE_END_TAG, RANGE_START_TAG
 from choosemypower_dagster.sandbox import SandboxServer
 from choosemypower_dagster.warehouse import schema as t
+from choosemypower_dagster_tests.conftest import fast_client
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,6 +41,55 @@ RUN_LOG_TABLES = {"refresh_log"}
 def catalog_tdsps() -> dict[str, tuple[str, ...]]:
     """City slug -> the DUNS of the TDSPs serving it, from the packaged catalog."""
     return {city.slug: tuple(city.tdsp_duns) for city in load_catalog()}
+
+
+def checked_definitions(resources: Mapping[str, Any]) -> dg.Definitions:
+    """The production assets, asset checks and refresh jobs, bound to the test's resources."""
+    return dg.Definitions(
+        assets=[tdsp_territories, texas_cities, refresh_city_plans, site_export],
+        asset_checks=ASSET_CHECKS,
+        jobs=[reference_refresh, city_refresh],
+        resources=dict(resources),
+    )
+
+
+def city_run(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    cities: Sequence[str],
+    **plans_config: Any,
+) -> dg.ExecuteInProcessResult:
+    """The city_refresh job (plans, roll-ups, checks, export) over a contiguous city range."""
+    return defs.resolve_job_def("city_refresh").execute_in_process(
+        instance=instance,
+        tags={RANGE_START_TAG: cities[0], RANGE_END_TAG: cities[-1]},
+        run_config={
+            "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+            "ops": {"refresh_city_plans": {"config": plans_config}},
+        },
+        raise_on_error=False,
+    )
+
+
+def good_state(
+    warehouse: WarehouseResource, api_url: str, cities: Sequence[str], **client: Any
+) -> tuple[dg.Definitions, dg.DagsterInstance]:
+    """A good warehouse and export of `cities` (the export goes to CHOOSEMYPOWER_EXPORT_DIR)."""
+    resources = {
+        "warehouse": warehouse,
+        "comparepower": fast_client(api_url, **client),
+        "city_catalog": CityCatalogResource(),
+    }
+    defs = checked_definitions(resources)
+    instance = dg.DagsterInstance.ephemeral()
+    catalog = defs.resolve_job_def("reference_refresh").execute_in_process(
+        instance=instance,
+        tags={RANGE_START_TAG: "tier1", RANGE_END_TAG: "tier3"},
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+    )
+    assert catalog.success
+    assert city_run(defs, instance, cities).success
+    return defs, instance
 
 
 def key_slice(start: int, stop: int) -> list[str]:

@@ -48,8 +48,9 @@ def site_export(
     """The files the site reads, in CHOOSEMYPOWER_EXPORT_DIR (default build/site-data/).
 
     cities-tx.json, providers-tx.json, tdsp-territories.json, one plans-<slug>.json per city
-    and build-summary.json. All files are staged and fsynced first, then renamed into place;
-    a failure leaves the previous files whole. Sandbox data is labelled as such.
+    and build-summary.json. Each export is written to its own directory and published by
+    one atomic switch of the link at CHOOSEMYPOWER_EXPORT_DIR (site/publish.py): a failure
+    or a signal leaves the previous export whole and current. Sandbox data is labelled.
     """
     started = time.monotonic()
     directory = resolve_export_dir(config.export_dir)
@@ -69,8 +70,9 @@ def site_export(
         context.log.info(f"removed {len(published.removed)} stale plan file(s)")
     context.log.info(
         f"exported {published.files} files ({published.bytes} bytes, {published.written} "
-        f"rewritten) to {directory} "
-        f"in {finished - started:.2f}s; data source {f['data_source']}"
+        f"written, the rest linked from the previous export) to {published.export_dir}, "
+        f"now current at {directory}, in {finished - started:.2f}s; "
+        f"data source {f['data_source']}"
     )
     preview = [
         {
@@ -87,6 +89,7 @@ def site_export(
             "bytes": published.bytes,
             "files_rewritten": published.written,
             "export_dir": dg.MetadataValue.path(str(directory)),
+            "export_id": published.export_dir.name if published.export_dir else "",
             "data_source": f["data_source"],
             "sandbox_data": f["sandbox_data"],
             "cities": f["cities"],

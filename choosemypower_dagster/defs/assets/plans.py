@@ -1,6 +1,7 @@
 """Per-city plans, refreshed with the city summaries and the providers in one step."""
 
 import json
+import math
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from choosemypower_dagster.defs.keys import (
     OWNER,
     PLANS_GROUP,
     PROVIDERS,
+    REFRESH_WARNINGS,
     TEXAS_CITIES,
 )
 from choosemypower_dagster.defs.metadata import md, warehouse_kind
@@ -33,6 +35,13 @@ class PlanRefreshConfig(dg.Config):
     """Run config of a plan refresh."""
 
     force_refresh: bool = Field(default=False, description="Ignore cached API responses.")
+    accept_plan_count_change: bool = Field(
+        default=False,
+        description=(
+            "Accept a TDSP's plan list even when its plan count moved past the plausibility "
+            "bounds (plans/plausibility.py). Not implied by force_refresh."
+        ),
+    )
     cache_ttl_minutes: float = Field(
         default_factory=CACHE_TTL_MINUTES.number,
         description=(
@@ -97,7 +106,9 @@ PROVIDERS_SPEC = dg.AssetSpec(
 )
 
 
-def _summaries_result(warehouse: WarehouseResource, now: datetime) -> dg.MaterializeResult:
+def _summaries_result(
+    warehouse: WarehouseResource, now: datetime, warnings: list[str]
+) -> dg.MaterializeResult:
     with warehouse.begin() as conn:
         frame = rollups.compute_city_summaries(conn, now)
         written = rollups.write_city_summaries(conn, frame)
@@ -123,6 +134,7 @@ def _summaries_result(warehouse: WarehouseResource, now: datetime) -> dg.Materia
             "cheapest_rate_1000_cents": cents(frame["rate_1000_min"].min()),
             "cheapest_typical_year_cents": cents(frame["cheapest_typical_rate"].min()),
             "preview": md(markdown_table(rows, list(rows[0]) if rows else ["city"])),
+            **({REFRESH_WARNINGS: dg.MetadataValue.json(warnings)} if warnings else {}),
         },
     )
 
@@ -164,6 +176,9 @@ def _partition_metadata(city: dict[str, Any], api_base_url: str) -> dict[str, An
 def _run_metadata(totals: RefreshTotals, requested: int, seconds: float) -> dict[str, Any]:
     load = totals.load
     writes = totals.writes.values()
+    clock: dict[str, Any] = {}
+    if load is not None and load.clock_skew_s is not None:
+        clock["clock_skew_seconds"] = round(load.clock_skew_s, 1)
     return {
         "cities_requested": requested,
         "cities_refreshed": totals.refreshed,
@@ -174,6 +189,7 @@ def _run_metadata(totals: RefreshTotals, requested: int, seconds: float) -> dict
         "plans_price_changed": sum(w.changed for w in writes),
         "plans_deactivated": sum(w.deactivated for w in writes),
         "plans_skipped": sum(len(s) for s in totals.skipped_plans.values()),
+        **clock,
         "seconds": round(seconds, 2),
     }
 
@@ -198,8 +214,12 @@ def refresh_city_plans(
     """
     started = time.monotonic()
     started_at = datetime.now(UTC)
+    ttl = config.cache_ttl_minutes
+    if not math.isfinite(ttl) or ttl < 0:
+        raise dg.Failure(f"cache_ttl_minutes must be a number of minutes >= 0, got {ttl!r}")
     selected = context.selected_asset_keys
     totals = RefreshTotals()
+    warnings: list[str] = []
     slugs: list[str] = list(context.partition_keys) if CITY_PLANS in selected else []
     if slugs:
         context.log.info(f"refreshing {len(slugs)} cities ({slugs[0]} .. {slugs[-1]})")
@@ -207,23 +227,27 @@ def refresh_city_plans(
             slugs,
             warehouse.engine,
             comparepower,
-            config.cache_ttl_minutes,
+            ttl,
             config.force_refresh,
             totals,
             context.log,
+            config.accept_plan_count_change,
         ):
             if outcome.ok:
                 yield dg.AssetMaterialization(
                     asset_key=CITY_PLANS,
                     partition=outcome.slug,
-                    metadata=_partition_metadata(outcome.metadata, comparepower.base_url),
+                    metadata=_partition_metadata(outcome.metadata, comparepower.public_base_url),
                 )
         for duns, skipped in totals.skipped_plans.items():
-            context.log.warning(f"TDSP {duns}: skipped {len(skipped)} plan(s): {skipped[:5]}")
+            warnings.append(f"TDSP {duns}: skipped {len(skipped)} plan(s): {skipped[:5]}")
+        warnings[:0] = totals.load.warnings() if totals.load else []
+        for warning in warnings:
+            context.log.warning(warning)
 
     now = datetime.now(UTC)
     if CITY_SUMMARIES in selected:
-        yield _summaries_result(warehouse, now)
+        yield _summaries_result(warehouse, now, warnings)
     if PROVIDERS in selected:
         yield _providers_result(warehouse, now)
 
@@ -259,6 +283,10 @@ def refresh_city_plans(
             ),
             metadata={
                 **run_meta,
+                **({REFRESH_WARNINGS: dg.MetadataValue.json(warnings)} if warnings else {}),
                 "failed_cities": dg.MetadataValue.json(dict(sorted(totals.failed.items()))),
+                "failed_tdsps": dg.MetadataValue.json(
+                    dict(sorted(totals.load.errors.items())) if totals.load else {}
+                ),
             },
         )
