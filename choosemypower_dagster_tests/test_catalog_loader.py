@@ -1,13 +1,14 @@
 """The packaged city catalog as the loader and the partitions see it.
 
-Counts, unique slugs, the five official DUNS, tiers of 200/300/rest, partition keys
-ordered so each tier is one key range, `contiguous_ranges`, and the loader's refusal of a
-bad row with an error naming the file, the row and the field.
+Counts, unique slugs, the five official DUNS, tiers of 200/300/rest (ranked by the people
+who can choose), partition keys ordered so each tier is one key range, `contiguous_ranges`,
+and the loader's refusal of a bad row with an error naming the file, the row and the field.
 """
 
 import csv
 import re
 from collections import Counter
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -46,18 +47,18 @@ def keys_between(start: str, end: str) -> list[str]:
     return keys[keys.index(start) : keys.index(end) + 1]
 
 
-def test_catalog_holds_800_to_900_cities_with_unique_slugs(cities: list[City]) -> None:
-    assert 800 <= len(cities) <= 900
+def test_catalog_holds_800_to_1000_cities_with_unique_slugs(cities: list[City]) -> None:
+    assert 800 <= len(cities) <= 1000
     slugs = [c.slug for c in cities]
     assert len(set(slugs)) == len(slugs)
     assert all(SLUG_RE.match(s) for s in slugs), [s for s in slugs if not SLUG_RE.match(s)]
     assert all(c.name and c.zip_codes for c in cities)
     for c in cities:
-        assert c.primary_tdsp_duns in c.tdsp_duns
         assert {d for _, d in c.zip_codes} == set(c.tdsp_duns)
-        # the primary TDSP serves the most of the city's ZIPs
+        # the primary TDSP serves the most of the city's ZIPs; a tie leaves it empty
         per_tdsp = Counter(d for _, d in c.zip_codes)
-        assert per_tdsp[c.primary_tdsp_duns] == max(per_tdsp.values()), c.slug
+        leaders = [d for d, n in per_tdsp.items() if n == max(per_tdsp.values())]
+        assert c.primary_tdsp_duns == (leaders[0] if len(leaders) == 1 else ""), c.slug
 
 
 def test_one_row_per_city_houston_holds_its_fort_bend_zips(cities: list[City]) -> None:
@@ -79,15 +80,25 @@ def test_catalog_uses_exactly_the_five_official_duns(cities: list[City]) -> None
     assert packaged == official
 
 
-def test_tiers_are_200_then_300_then_the_rest_by_population(cities: list[City]) -> None:
+def test_tiers_are_200_then_300_then_the_rest_by_choosing_population(cities: list[City]) -> None:
     counts = Counter(c.tier for c in cities)
     assert counts["tier1"] == 200
     assert counts["tier2"] == 300
     assert counts["tier3"] == len(cities) - 500
-    # independent ranking: population descending, ties by slug, unknown population last
+
+    # independent ranking: population x competitive share (half up) descending, ties by
+    # slug, unknown population last
+    def choosing(c: City) -> int | None:
+        competitive = sum(1 for z in c.zips if z.type == "S" and z.tdsp_duns)
+        standard = sum(1 for z in c.zips if z.type == "S")
+        if c.population is None:
+            return None
+        return int(Fraction(c.population * competitive, standard) + Fraction(1, 2))
+
+    assert all(c.choosing_population == choosing(c) for c in cities)
     ranked = sorted(
         cities,
-        key=lambda c: (c.population is None, -(c.population or 0), c.slug),
+        key=lambda c: (choosing(c) is None, -(choosing(c) or 0), c.slug),
     )
     assert [c.slug for c in ranked[:200]] == [c.slug for c in cities if c.tier == "tier1"]
     assert [c.slug for c in ranked[200:500]] == [c.slug for c in cities if c.tier == "tier2"]
