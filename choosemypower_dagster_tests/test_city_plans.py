@@ -269,11 +269,17 @@ def test_a_failing_tdsp_fails_exactly_its_cities_and_a_backfill_fixes_them(
     state: Refreshed, catalog: list[City]
 ) -> None:
     head = leading_range(catalog)
-    # the TDSP serving several of these cities in the fewest key ranges (keeps the test short)
-    failing = min(
-        (d for d in ALL_DUNS if sum(d in c.tdsp_duns for c in head) >= 2),
-        key=lambda d: len(contiguous_ranges([c.slug for c in head if d in c.tdsp_duns])),
-    )
+
+    def served_ranges(duns: str) -> tuple[int, int]:
+        """(cities of `head` the TDSP serves, contiguous key ranges they make)."""
+        slugs = [c.slug for c in head if duns in c.tdsp_duns]
+        return len(slugs), len(contiguous_ranges(slugs))
+
+    # a TDSP two adjacent cities share (so a backfill range spans several cities), in the
+    # fewest key ranges (keeps the test short)
+    spanning = [d for d in ALL_DUNS if served_ranges(d)[1] < served_ranges(d)[0]]
+    assert spanning, "no TDSP serves two adjacent cities of the leading range"
+    failing = min(spanning, key=lambda d: served_ranges(d)[1])
     expected_failed = {c.slug for c in head if failing in c.tdsp_duns}
     expected_ok = {c.slug for c in head} - expected_failed
     before = availability(state.warehouse)
