@@ -191,19 +191,23 @@ def load_tdsp_rows() -> list[dict[str, str]]:
 
 
 def load_zip_tdsps() -> dict[str, list[str]]:
-    """ZIP -> DUNS list from the packaged city catalog (`zip_codes` = `ZIP:DUNS;...`), or {}."""
+    """ZIP -> DUNS list of every ZIP of the packaged city catalog, or {} without one.
+
+    Read from the `zips` column (`ZIP:TYPE:DUNS|DUNS;...`), which lists every USPS ZIP of a
+    page, PO-box and unique ZIPs included: the API answers for any ZIP a TDSP serves.
+    """
     path = resources.files("choosemypower_dagster").joinpath("data/cities.csv")
     if not path.is_file():
         return {}
     mapping: dict[str, list[str]] = {}
     for row in csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))):
-        for pair in (row.get("zip_codes") or "").split(";"):
-            zip_code, _, duns = pair.strip().partition(":")
-            if zip_code and duns:
-                known = mapping.setdefault(zip_code.strip(), [])
-                if duns.strip() not in known:
-                    known.append(duns.strip())
-    return mapping
+        for entry in (row.get("zips") or "").split(";"):
+            zip_code, _, rest = entry.strip().partition(":")
+            known = mapping.setdefault(zip_code, []) if zip_code else []
+            for duns in rest.partition(":")[2].split("|"):
+                if duns and duns not in known:
+                    known.append(duns)
+    return {zip_code: duns for zip_code, duns in mapping.items() if duns}
 
 
 def _slug(text: str) -> str:
