@@ -1,7 +1,8 @@
 """The ERCOT competitive-area TDSPs, read from the packaged reference file.
 
 The TDSPs are data: a new one (e.g. Lubbock Power & Light) is one more row of
-`data/tdsp_territories.csv`; nothing here knows how many there are.
+`data/tdsp_territories.csv` (or of the table `CHOOSEMYPOWER_TDSP_TABLE` names); nothing here
+knows how many there are.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
+
+from choosemypower_dagster.settings import TDSP_TABLE
 
 
 @dataclass(frozen=True)
@@ -37,13 +40,26 @@ def read_tdsps(path: Path | str) -> tuple[Tdsp, ...]:
     return parse_tdsps(Path(path).read_text(encoding="utf-8"))
 
 
+def packaged_tdsps_path() -> Path:
+    """The TDSP table shipped inside the package."""
+    root = resources.files("choosemypower_dagster")
+    return Path(str(root.joinpath("data/tdsp_territories.csv")))
+
+
+def tdsps_path() -> Path:
+    """The TDSP table in use: `CHOOSEMYPOWER_TDSP_TABLE` when set, else the packaged one."""
+    override = TDSP_TABLE.raw()
+    return Path(override) if override else packaged_tdsps_path()
+
+
 @cache
+def _read_cached(path: str) -> tuple[Tdsp, ...]:
+    return read_tdsps(path)
+
+
 def load_tdsps() -> tuple[Tdsp, ...]:
-    """The packaged TDSPs in file order."""
-    text = (
-        resources.files("choosemypower_dagster").joinpath("data/tdsp_territories.csv").read_text()
-    )
-    return parse_tdsps(text)
+    """The TDSPs of the table in use, in file order (read once per file)."""
+    return _read_cached(str(tdsps_path()))
 
 
 def tdsps_by_duns() -> dict[str, Tdsp]:

@@ -3,7 +3,7 @@
 Three check steps, each reading whole tables in a few queries (never one query per city):
 
 - `city_plans_integrity` (ERROR, blocking): our own integrity. Plan ids are valid, unique and
-  stable ObjectIds; every plan's TDSP is one of the five; no two active plans of one TDSP
+  stable ObjectIds; every plan's TDSP is in the TDSP table; no two active plans of one TDSP
   share an external id; every refreshed catalog city has an active plan. A failure fails the
   check step, so `site_export` (which reads `city_summaries`) does not run in that run: bad
   data never reaches the site.
@@ -93,7 +93,7 @@ INTEGRITY_SPECS = [
         PLAN_TDSPS_KNOWN,
         asset=CHECKED_ASSET,
         blocking=True,
-        description="Every plan's TDSP DUNS is one of the five ERCOT TDSPs." + _RUN_LEVEL,
+        description="Every plan's TDSP DUNS is one of the TDSP table's." + _RUN_LEVEL,
     ),
     dg.AssetCheckSpec(
         ACTIVE_EXTERNAL_IDS_UNIQUE,

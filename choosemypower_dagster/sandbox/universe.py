@@ -9,8 +9,10 @@ import json
 import random
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from importlib import resources
 from typing import Any
+
+from choosemypower_dagster.catalog.cities import catalog_path
+from choosemypower_dagster.catalog.tdsps import tdsps_path
 
 from .objectid import ObjectIdFactory
 from .pricing import EXPECTED_USAGES, display_pricing, expected_prices, price_at
@@ -180,23 +182,27 @@ class Universe:
         return source.get(duns, b"[]")
 
     def tdsp_by_duns(self, duns: str) -> Tdsp | None:
-        """The TDSP with this DUNS, if it is one of the five."""
+        """The TDSP with this DUNS, if it is one of the table's."""
         return next((t for t in self.tdsps if t.duns == duns), None)
 
 
 def load_tdsp_rows() -> list[dict[str, str]]:
-    """Rows of the packaged `data/tdsp_territories.csv`, DUNS kept as strings."""
-    text = resources.files("choosemypower_dagster").joinpath("data/tdsp_territories.csv")
-    return list(csv.DictReader(io.StringIO(text.read_text(encoding="utf-8"))))
+    """Rows of the TDSP table in use (`CHOOSEMYPOWER_TDSP_TABLE`, else the packaged one).
+
+    The sandbox serves plans for every TDSP of that table, so a new TDSP is a row, not code.
+    Read when a universe is first built: one table per process.
+    """
+    text = tdsps_path().read_text(encoding="utf-8")
+    return list(csv.DictReader(io.StringIO(text)))
 
 
 def load_zip_tdsps() -> dict[str, list[str]]:
-    """ZIP -> DUNS list of every ZIP of the packaged city catalog, or {} without one.
+    """ZIP -> DUNS list of every ZIP of the city catalog in use, or {} without one.
 
     Read from the `zips` column (`ZIP:TYPE:DUNS|DUNS;...`), which lists every USPS ZIP of a
     page, PO-box and unique ZIPs included: the API answers for any ZIP a TDSP serves.
     """
-    path = resources.files("choosemypower_dagster").joinpath("data/cities.csv")
+    path = catalog_path()
     if not path.is_file():
         return {}
     mapping: dict[str, list[str]] = {}

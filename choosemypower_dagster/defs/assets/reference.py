@@ -21,9 +21,10 @@ from choosemypower_dagster.warehouse.writes import write_tdsps, write_tier_citie
     kinds={"sqlalchemy", warehouse_kind()},
 )
 def tdsp_territories(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """The five ERCOT competitive TDSPs with their official DUNS numbers (packaged data).
+    """The ERCOT competitive TDSPs with their official DUNS numbers (packaged data).
 
-    Changes only when the package does; every plan and city refers to these DUNS.
+    One row per TDSP of data/tdsp_territories.csv (or CHOOSEMYPOWER_TDSP_TABLE): a new TDSP is
+    a row, not code. Changes only when that table does; every plan and city refers to these.
     """
     tdsps = load_tdsps()
     with warehouse.begin() as conn:
