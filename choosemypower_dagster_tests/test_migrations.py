@@ -245,3 +245,8 @@ def test_a_warehouse_at_0003_holding_data_upgrades_and_keeps_it(warehouse_url, s
         assert not set(plans) & set(
             conn.execute(sa.select(avail.plan_id).where(avail.city_slug == pearland.slug)).scalars()
         )  # the old plans are not the sandbox's: replaced
+        per_tdsp = t.city_tdsp_summaries.c
+        rows = conn.execute(
+            sa.select(per_tdsp.tdsp_duns).where(per_tdsp.city_slug == pearland.slug)
+        )
+        assert set(rows.scalars()) == {first, second}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -21,21 +22,18 @@ def frame(result: sa.Result[Any], columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame([tuple(row) for row in result], columns=columns)
 
 
-def active_city_plans(conn: sa.Connection) -> pd.DataFrame:
-    """One row per (catalog city, active plan it offers).
+def active_city_plans(conn: sa.Connection, slugs: Collection[str] | None = None) -> pd.DataFrame:
+    """One row per (catalog city, active plan it offers); only the cities `slugs` when given.
 
     Read as two lean result sets (id pairs, then the few hundred plans) and merged in
     pandas: joining in SQL would decode every plan column once per city.
     """
     p, a, c = t.electricity_plans.c, t.city_plan_availability.c, t.cities.c
-    pairs = frame(
-        conn.execute(
-            sa.select(a.city_slug, a.plan_id)
-            .join(t.cities, c.slug == a.city_slug)
-            .where(c.in_catalog)
-        ),
-        ["city_slug", "plan_id"],
-    )
+    query = sa.select(a.city_slug, a.plan_id).join(t.cities, c.slug == a.city_slug)
+    query = query.where(c.in_catalog)
+    if slugs is not None:
+        query = query.where(a.city_slug.in_(list(slugs)))
+    pairs = frame(conn.execute(query), ["city_slug", "plan_id"])
     plan_cols = [
         "tdsp_duns",
         "provider_name",
