@@ -141,6 +141,10 @@ def test_materialization_metadata_shows_rows_tdsps_and_preview(loaded, catalog) 
         of_tier = [c for c in catalog if c.tier == tier]
         assert meta["rows_written"].value == len(of_tier)
         assert meta["zip_mappings_written"].value == sum(len(c.zip_codes) for c in of_tier)
+        assert meta["city_zips_written"].value == sum(len(c.zips) for c in of_tier)
+        assert meta["partial_cities"].value == sum(c.coverage == "partial" for c in of_tier)
+        assert meta["multi_tdsp_cities"].value == sum(len(c.tdsp_duns) > 1 for c in of_tier)
+        assert meta["primary_tdsp_ties"].value == sum(not c.primary_tdsp_duns for c in of_tier)
         per_tdsp = Counter(abbreviations[d] for c in of_tier for d in c.tdsp_duns)
         assert meta["cities_per_tdsp"].value == dict(per_tdsp)
         preview = meta["preview"]
