@@ -47,9 +47,11 @@ def site_export(
 ) -> dg.MaterializeResult:
     """The files the site reads, in CHOOSEMYPOWER_EXPORT_DIR (default build/site-data/).
 
-    cities-tx.json, providers-tx.json, tdsp-territories.json, one plans-<slug>.json per city
-    and build-summary.json. All files are staged and fsynced first, then renamed into place;
-    a failure leaves the previous files whole. Sandbox data is labelled as such.
+    cities-tx.json (with each city's coverage, ZIPs and figures per TDSP), providers-tx.json,
+    tdsp-territories.json, one plans-<slug>.json per city (with its home ZIPs' TDSPs and
+    needsZip), zip-tdsp-tx.json (every ZIP of a listed city to its TDSPs and pages) and
+    build-summary.json. All files are staged and fsynced first, then renamed into place; a
+    failure leaves the previous files whole. Sandbox data is labelled as such.
     """
     started = time.monotonic()
     directory = resolve_export_dir(config.export_dir)
@@ -94,6 +96,9 @@ def site_export(
             "active_plans": f["active_plans"],
             "active_providers": f["active_providers"],
             "cheapest_rate_1000_cents": cents(f["cheapest_rate_1000"]),
+            "partial_cities": f["partial_cities"],
+            "multi_tdsp_cities": f["multi_tdsp_cities"],
+            "zip_codes": f["zip_codes"],
             "price_changes": f["price_changes"],
             "stale_files_removed": len(published.removed),
             "build_seconds": round(built - started, 3),
