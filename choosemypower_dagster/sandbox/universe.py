@@ -9,10 +9,11 @@ import json
 import random
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
-from choosemypower_dagster.catalog.cities import catalog_path
-from choosemypower_dagster.catalog.tdsps import tdsps_path
+from choosemypower_dagster.settings import CITY_CATALOG, TDSP_TABLE, Setting
 
 from .objectid import ObjectIdFactory
 from .pricing import EXPECTED_USAGES, display_pricing, expected_prices, price_at
@@ -186,13 +187,23 @@ class Universe:
         return next((t for t in self.tdsps if t.duns == duns), None)
 
 
+def data_file(setting: Setting, packaged: str) -> Path:
+    """The file a setting names, else the packaged `data/<packaged>` (the code location's rule).
+
+    The sandbox stands for an outside API: it reads the same files without importing the
+    code location's catalog modules.
+    """
+    override = setting.raw()
+    return Path(override or str(resources.files("choosemypower_dagster") / "data" / packaged))
+
+
 def load_tdsp_rows() -> list[dict[str, str]]:
     """Rows of the TDSP table in use (`CHOOSEMYPOWER_TDSP_TABLE`, else the packaged one).
 
     The sandbox serves plans for every TDSP of that table, so a new TDSP is a row, not code.
     Read when a universe is first built: one table per process.
     """
-    text = tdsps_path().read_text(encoding="utf-8")
+    text = data_file(TDSP_TABLE, "tdsp_territories.csv").read_text(encoding="utf-8")
     return list(csv.DictReader(io.StringIO(text)))
 
 
@@ -202,7 +213,7 @@ def load_zip_tdsps() -> dict[str, list[str]]:
     Read from the `zips` column (`ZIP:TYPE:DUNS|DUNS;...`), which lists every USPS ZIP of a
     page, PO-box and unique ZIPs included: the API answers for any ZIP a TDSP serves.
     """
-    path = catalog_path()
+    path = data_file(CITY_CATALOG, "cities.csv")
     if not path.is_file():
         return {}
     mapping: dict[str, list[str]] = {}
