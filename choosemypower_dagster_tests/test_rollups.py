@@ -229,7 +229,10 @@ def test_per_tdsp_figures_on_hand_made_plans():
         [("two", "X"), ("two", "Y"), ("one", "X"), ("none", "Z")], columns=tdsp_rollups.KEYS
     )
     stats = tdsp_rollups.summary_stats(plans, tdsp_rollups.KEYS, groups)
-    rows = {(r["city_slug"], r["tdsp_duns"]): r for r in stats.to_dict("records")}
+    rows = {
+        (r["city_slug"], r["tdsp_duns"]): {k: None if pd.isna(v) else v for k, v in r.items()}
+        for r in stats.to_dict("records")
+    }
     assert set(rows) == {("two", "X"), ("two", "Y"), ("one", "X"), ("none", "Z")}
     assert (rows[("two", "X")]["rate_1000_min"], rows[("two", "Y")]["rate_1000_min"]) == (
         0.10,
@@ -238,7 +241,7 @@ def test_per_tdsp_figures_on_hand_made_plans():
     assert rows[("two", "X")]["cheapest_12m_plan_id"] == "p1"
     assert rows[("two", "Y")]["cheapest_12m_plan_id"] == "p3"
     assert rows[("two", "X")]["cheapest_24m_plan_id"] == "p2"
-    assert pd.isna(rows[("two", "Y")]["cheapest_24m_plan_id"])  # Y sells no 24-month plan
+    assert rows[("two", "Y")]["cheapest_24m_plan_id"] is None  # Y sells no 24-month plan
     assert rows[("two", "X")]["green_100_share"] == 0.5
     assert rows[("two", "Y")]["plan_count"] == 1
     assert {k: v for k, v in rows[("one", "X")].items() if k != "city_slug"} == {
@@ -246,4 +249,4 @@ def test_per_tdsp_figures_on_hand_made_plans():
     }
     empty = rows[("none", "Z")]
     assert (empty["plan_count"], empty["provider_count"]) == (0, 0)
-    assert pd.isna(empty["rate_1000_min"]) and pd.isna(empty["cheapest_12m_plan_id"])
+    assert empty["rate_1000_min"] is None and empty["cheapest_12m_plan_id"] is None

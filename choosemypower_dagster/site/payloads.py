@@ -189,7 +189,7 @@ class Territory:
     """Each city's ZIPs (zip, type letter, DUNS) and its per-TDSP summary rows, by city slug."""
 
     zips: dict[str, list[tuple[str, str, list[str]]]] = field(default_factory=dict)
-    per_tdsp: dict[str, dict[str, Any]] = field(default_factory=dict)
+    per_tdsp: dict[str, dict[str, Any]] = field(default_factory=dict)  # multi-TDSP cities
 
 
 def load_territory(conn: sa.Connection) -> Territory:
@@ -204,7 +204,9 @@ def load_territory(conn: sa.Connection) -> Territory:
         out.zips.setdefault(slug, []).append(
             (zip_code, zip_type, [d for d in duns.split(";") if d])
         )
-    for row in conn.execute(sa.select(t.city_tdsp_summaries)).all():
+    c, s = t.cities.c, t.city_tdsp_summaries.c
+    multi = sa.select(c.slug).where(c.tdsp_duns.contains(";"))  # a single TDSP: its city row
+    for row in conn.execute(sa.select(t.city_tdsp_summaries).where(s.city_slug.in_(multi))):
         out.per_tdsp.setdefault(row.city_slug, {})[row.tdsp_duns] = row._mapping
     return out
 
@@ -234,15 +236,24 @@ def _tdsp_summary_entry(duns: str, s: Any) -> dict[str, Any]:
     return entry
 
 
+#: The figures of a TDSP summary entry, which a city entry names alike.
+_TDSP_FIGURES = tuple(k for k in _tdsp_summary_entry("", None) if k != "tdspDuns")
+
+
 def _city_duns(city: Any) -> list[str]:
     return [d for d in city.tdsp_duns.split(";") if d]
 
 
-def _territory_fields(city: Any, territory: Territory) -> dict[str, Any]:
+def _territory_fields(city: Any, territory: Territory, entry: dict[str, Any]) -> dict[str, Any]:
     """Where the city's plans can be bought: coverage, every ZIP with its TDSPs, and the
-    figures per TDSP. A multi-TDSP city needs the person's ZIP (`needsZip`)."""
+    figures per TDSP. A multi-TDSP city needs the person's ZIP (`needsZip`); a single-TDSP
+    city's one TDSP summary is its own figures (`entry`), taken as they are."""
     duns = _city_duns(city)
-    per_tdsp = territory.per_tdsp.get(city.slug, {})
+    if len(duns) == 1:
+        summaries = [{"tdspDuns": duns[0], **{k: entry[k] for k in _TDSP_FIGURES}}]
+    else:
+        per_tdsp = territory.per_tdsp.get(city.slug, {})
+        summaries = [_tdsp_summary_entry(d, per_tdsp.get(d)) for d in duns]
     return {
         "coverage": city.coverage,
         "competitiveZipShare": _share(city.competitive_zip_share),
@@ -252,7 +263,7 @@ def _territory_fields(city: Any, territory: Territory) -> dict[str, Any]:
             {"zip": zip_code, "type": ZIP_TYPE_NAMES.get(kind, kind), "tdspDuns": served}
             for zip_code, kind, served in territory.zips.get(city.slug, [])
         ],
-        "tdspSummaries": [_tdsp_summary_entry(d, per_tdsp.get(d)) for d in duns],
+        "tdspSummaries": summaries,
     }
 
 
@@ -272,8 +283,8 @@ def _plans_file_territory(city: Any, territory: Territory) -> bytes:
         for zip_code, kind, served in territory.zips.get(city.slug, [])
         if kind == STANDARD_ZIP
     }
-    needs_zip = len(_city_duns(city)) > 1
-    return b',"needsZip":' + dumps(needs_zip) + b',"zipTdsps":' + dumps(homes)
+    needs_zip = b"true" if len(_city_duns(city)) > 1 else b"false"
+    return b',"needsZip":' + needs_zip + b',"zipTdsps":' + dumps(homes)
 
 
 def _zip_index(cities: list[Any], territory: Territory) -> bytes:
@@ -347,7 +358,7 @@ def build_site_files(conn: sa.Connection, run_id: str | None, now: datetime) -> 
             plan_files += 1
         summary = summaries.get(city.slug)
         entry = _city_entry(city, summary, bool(listed))
-        entry.update(_territory_fields(city, territory))
+        entry.update(_territory_fields(city, territory, entry))
         if entry["needsZip"]:
             _only_per_tdsp(entry)
         city_entries.append(entry)

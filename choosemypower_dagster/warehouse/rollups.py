@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -22,18 +21,21 @@ def frame(result: sa.Result[Any], columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame([tuple(row) for row in result], columns=columns)
 
 
-def active_city_plans(conn: sa.Connection, slugs: Collection[str] | None = None) -> pd.DataFrame:
-    """One row per (catalog city, active plan it offers); only the cities `slugs` when given.
+def active_city_plans(conn: sa.Connection) -> pd.DataFrame:
+    """One row per (catalog city, active plan it offers).
 
     Read as two lean result sets (id pairs, then the few hundred plans) and merged in
     pandas: joining in SQL would decode every plan column once per city.
     """
     p, a, c = t.electricity_plans.c, t.city_plan_availability.c, t.cities.c
-    query = sa.select(a.city_slug, a.plan_id).join(t.cities, c.slug == a.city_slug)
-    query = query.where(c.in_catalog)
-    if slugs is not None:
-        query = query.where(a.city_slug.in_(list(slugs)))
-    pairs = frame(conn.execute(query), ["city_slug", "plan_id"])
+    pairs = frame(
+        conn.execute(
+            sa.select(a.city_slug, a.plan_id)
+            .join(t.cities, c.slug == a.city_slug)
+            .where(c.in_catalog)
+        ),
+        ["city_slug", "plan_id"],
+    )
     plan_cols = [
         "tdsp_duns",
         "provider_name",
@@ -69,8 +71,13 @@ def _none_if_nan(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def compute_city_summaries(conn: sa.Connection, now: datetime) -> pd.DataFrame:
-    """A row per catalog city: plan and provider counts, rate statistics, cheapest per term."""
+def compute_city_summaries(
+    conn: sa.Connection, now: datetime, plans: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """A row per catalog city: plan and provider counts, rate statistics, cheapest per term.
+
+    `plans` is `active_city_plans(conn)` when the caller has already read it (to share it).
+    """
     cities = pd.DataFrame(
         conn.execute(
             sa.select(t.cities.c.slug, t.cities.c.name, t.cities.c.tier).where(
@@ -79,7 +86,8 @@ def compute_city_summaries(conn: sa.Connection, now: datetime) -> pd.DataFrame:
         ).all(),
         columns=["city_slug", "name", "tier"],
     )
-    plans = active_city_plans(conn)
+    if plans is None:
+        plans = active_city_plans(conn)
     for column in ("term_months", "percent_green", "rate_500", "rate_1000", "rate_2000"):
         # An all-NULL column would come back as objects, and comparisons/medians would fail.
         plans[column] = pd.to_numeric(plans[column], errors="coerce")

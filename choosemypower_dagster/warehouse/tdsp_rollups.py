@@ -15,7 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from choosemypower_dagster.warehouse import schema as t
-from choosemypower_dagster.warehouse.rollups import _none_if_nan, active_city_plans
+from choosemypower_dagster.warehouse.rollups import _none_if_nan
 from choosemypower_dagster.warehouse.upsert import upsert
 
 KEYS = ["city_slug", "tdsp_duns"]
@@ -33,43 +33,43 @@ def summary_stats(plans: pd.DataFrame, keys: list[str], groups: pd.DataFrame) ->
     """Counts, rate statistics, shares and the cheapest plan per term of each group in `groups`.
 
     `plans` holds one row per (group, plan) with the `active_city_plans` columns; a group
-    without plans gets zero counts and empty figures, never invented ones.
+    without plans gets zero counts and empty figures, never invented ones. One aggregation
+    pass: the groups are factorized once.
     """
     plans = plans.copy()
     for column in ("term_months", "percent_green", "rate_500", "rate_1000", "rate_2000"):
         plans[column] = pd.to_numeric(plans[column], errors="coerce")
-    grouped = plans.groupby(keys)
-    stats = pd.DataFrame(index=pd.MultiIndex.from_frame(groups[keys]))
-    stats["plan_count"] = grouped["plan_id"].nunique()
-    stats["provider_count"] = grouped["provider_name"].nunique()
+    plans["green_100"] = (plans["percent_green"] >= 100).astype(float)
+    plans["fixed_rate"] = (plans["rate_type"] == "fixed").astype(float)
+    figures: dict[str, tuple[str, str]] = {
+        "plan_count": ("plan_id", "nunique"),
+        "provider_count": ("provider_name", "nunique"),
+    }
     for usage in t.USAGES:
-        col = grouped[f"rate_{usage}"]
-        stats[f"rate_{usage}_min"] = col.min()
-        stats[f"rate_{usage}_median"] = col.median()
-        stats[f"rate_{usage}_mean"] = col.mean()
-        stats[f"rate_{usage}_max"] = col.max()
-    by = [plans[k] for k in keys]
-    stats["green_100_share"] = (plans["percent_green"] >= 100).astype(float).groupby(by).mean()
-    stats["fixed_rate_share"] = (plans["rate_type"] == "fixed").astype(float).groupby(by).mean()
+        for stat in ("min", "median", "mean", "max"):
+            figures[f"rate_{usage}_{stat}"] = (f"rate_{usage}", stat)
+    figures["green_100_share"] = ("green_100", "mean")
+    figures["fixed_rate_share"] = ("fixed_rate", "mean")
+    stats = plans.groupby(keys, sort=False).agg(**figures).reset_index()
     for term in t.TERMS:
-        of_term = plans[plans["term_months"] == term]
-        best = of_term.sort_values(["rate_1000", "plan_id"]).drop_duplicates(keys)
-        best = best.set_index(keys)
-        stats[f"cheapest_{term}m_plan_id"] = best["plan_id"] if not best.empty else None
-        stats[f"cheapest_{term}m_rate_1000"] = best["rate_1000"] if not best.empty else None
-    stats = stats.reset_index()
+        best = plans[plans["term_months"] == term].sort_values(["rate_1000", "plan_id"])
+        best = best.drop_duplicates(keys)[[*keys, "plan_id", "rate_1000"]]
+        best.columns = [*keys, f"cheapest_{term}m_plan_id", f"cheapest_{term}m_rate_1000"]
+        stats = stats.merge(best, on=keys, how="left")
+    stats = groups[keys].merge(stats, on=keys, how="left")
     stats["plan_count"] = stats["plan_count"].fillna(0).astype(int)
     stats["provider_count"] = stats["provider_count"].fillna(0).astype(int)
     return stats
 
 
 def compute_city_tdsp_summaries(
-    conn: sa.Connection, now: datetime, city_summaries: pd.DataFrame
+    conn: sa.Connection, now: datetime, city_summaries: pd.DataFrame, plans: pd.DataFrame
 ) -> pd.DataFrame:
     """A row per (catalog city, TDSP serving it), over the active plans of that TDSP there.
 
-    `city_summaries` is this run's city roll-up: a single-TDSP city's row is its TDSP's row
-    (the same plans), so only the multi-TDSP cities (about one in ten) are computed again.
+    `city_summaries` and `plans` are this run's city roll-up and the `active_city_plans` it
+    was computed from: a single-TDSP city's row is its TDSP's row (the same plans), so only
+    the multi-TDSP cities (about one in ten) are computed again, with no second read.
     """
     pairs = catalog_city_tdsps(conn)
     tdsp_count = pairs.groupby("city_slug")["tdsp_duns"].transform("size")
@@ -80,8 +80,8 @@ def compute_city_tdsp_summaries(
         on="city_slug",
         how="left",
     )
-    plans = active_city_plans(conn, slugs=multi["city_slug"].unique().tolist())
-    computed = summary_stats(plans, KEYS, multi)
+    of_multi = plans[plans["city_slug"].isin(set(multi["city_slug"]))]
+    computed = summary_stats(of_multi, KEYS, multi)
     stats = pd.concat([copied, computed], ignore_index=True)
     stats["computed_at"] = now
     stats["plan_count"] = stats["plan_count"].fillna(0).astype(int)
@@ -92,8 +92,8 @@ def compute_city_tdsp_summaries(
 def write_city_tdsp_summaries(conn: sa.Connection, summaries: pd.DataFrame) -> int:
     """Make the table exactly `summaries` (inside the caller's transaction); returns rows.
 
-    Upsert, then delete the pairs no longer summarized (as `write_city_summaries` does, so two
-    runs writing at once never collide on the key).
+    Deletes the pairs no longer summarized, then upserts the rest, as `write_city_summaries`
+    does: never delete-all-then-insert, so two runs writing at once never collide on the key.
     """
     table = t.city_tdsp_summaries
     columns = [c.name for c in table.columns]

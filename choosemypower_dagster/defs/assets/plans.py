@@ -101,9 +101,10 @@ PROVIDERS_SPEC = dg.AssetSpec(
 
 def _summaries_result(warehouse: WarehouseResource, now: datetime) -> dg.MaterializeResult:
     with warehouse.begin() as conn:
-        frame = rollups.compute_city_summaries(conn, now)
+        plans = rollups.active_city_plans(conn)  # read once for both roll-ups
+        frame = rollups.compute_city_summaries(conn, now, plans)
         written = rollups.write_city_summaries(conn, frame)
-        by_tdsp = tdsp_rollups.compute_city_tdsp_summaries(conn, now, frame)
+        by_tdsp = tdsp_rollups.compute_city_tdsp_summaries(conn, now, frame, plans)
         tdsp_rows = tdsp_rollups.write_city_tdsp_summaries(conn, by_tdsp)
     covered = frame[frame["plan_count"] > 0]
     preview = frame.sort_values("rate_1000_min").head(10)
