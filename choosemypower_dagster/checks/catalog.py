@@ -98,8 +98,7 @@ def check_competitive_standard_zip(cities: Sequence[StoredCity]) -> Outcome:
         rows,
         ["city", "name", "tier", "zips", "standard_zips"],
         ok="all {checked} cities have a competitive standard ZIP",
-        bad="{n} of {checked} cities have no competitive standard ZIP (no ZIPs stored means "
-        "texas_cities has not rewritten their tier since migration 0005)",
+        bad="{n} of {checked} cities have no competitive standard ZIP",
     )
 
 

@@ -25,7 +25,7 @@ Why run-level rather than per-partition: Dagster 1.13 can partition a check (`pa
 a preview feature) only on a partitioned asset, and in a ranged run (how every tier refresh
 runs) a check step reports one evaluation for the whole run anyway; one run per city costs
 seconds each (DESIGN.md, "Measured on Dagster 1.13"). So each check evaluates the whole
-warehouse once per run: a refresh of 850 cities adds three steps, not 850 x 10 evaluations.
+warehouse once per run: a refresh of 839 cities adds three steps, not 839 x 10 evaluations.
 """
 
 import time
