@@ -97,6 +97,12 @@ CITY_CATALOG = Setting(
     None,
     "another city catalog CSV instead of the packaged `data/cities.csv`",
 )
+TDSP_TABLE = Setting(
+    "CHOOSEMYPOWER_TDSP_TABLE",
+    None,
+    "another TDSP table CSV instead of the packaged `data/tdsp_territories.csv` (the code "
+    "location and the sandbox both read it)",
+)
 EXPORT_DIR = Setting(
     "CHOOSEMYPOWER_EXPORT_DIR",
     "build/site-data",
@@ -141,6 +147,7 @@ SETTINGS: tuple[Setting, ...] = (
     API_KEY,
     CACHE_TTL_MINUTES,
     CITY_CATALOG,
+    TDSP_TABLE,
     EXPORT_DIR,
     ALERT_WEBHOOK_URL,
     RETRY_MAX_ATTEMPTS,

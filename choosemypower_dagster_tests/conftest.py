@@ -195,6 +195,7 @@ def materialize_cities(
     force: bool = False,
     selection: list[str] | None = None,
     raise_on_error: bool = False,
+    accept_plan_count_change: bool = False,
 ) -> dg.ExecuteInProcessResult:
     """One run over a city key range: plans, summaries and providers."""
     return dg.materialize(
@@ -203,7 +204,16 @@ def materialize_cities(
         resources=resources,
         instance=instance,
         tags=range_tags(start, end),
-        run_config={"ops": {"refresh_city_plans": {"config": {"force_refresh": force}}}},
+        run_config={
+            "ops": {
+                "refresh_city_plans": {
+                    "config": {
+                        "force_refresh": force,
+                        "accept_plan_count_change": accept_plan_count_change,
+                    }
+                }
+            }
+        },
         raise_on_error=raise_on_error,
     )
 

@@ -1,18 +1,20 @@
 """The packaged city catalog as the loader and the partitions see it.
 
-Counts, unique slugs, the five official DUNS, tiers of 200/300/rest, partition keys
-ordered so each tier is one key range, `contiguous_ranges`, and the loader's refusal of a
-bad row with an error naming the file, the row and the field.
+Counts, unique slugs, the five official DUNS, tiers of 200/300/rest (ranked by the people
+who can choose), partition keys ordered so each tier is one key range, `contiguous_ranges`,
+and the loader's refusal of a bad row with an error naming the file, the row and the field.
 """
 
 import csv
 import re
 from collections import Counter
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
 from choosemypower_dagster.catalog.cities import (
+    ZIP_TYPES,
     CatalogError,
     City,
     load_catalog,
@@ -44,18 +46,18 @@ def keys_between(start: str, end: str) -> list[str]:
     return keys[keys.index(start) : keys.index(end) + 1]
 
 
-def test_catalog_holds_800_to_900_cities_with_unique_slugs(cities: list[City]) -> None:
-    assert 800 <= len(cities) <= 900
+def test_catalog_holds_800_to_1000_cities_with_unique_slugs(cities: list[City]) -> None:
+    assert 800 <= len(cities) <= 1000
     slugs = [c.slug for c in cities]
     assert len(set(slugs)) == len(slugs)
     assert all(SLUG_RE.match(s) for s in slugs), [s for s in slugs if not SLUG_RE.match(s)]
     assert all(c.name and c.zip_codes for c in cities)
     for c in cities:
-        assert c.primary_tdsp_duns in c.tdsp_duns
         assert {d for _, d in c.zip_codes} == set(c.tdsp_duns)
-        # the primary TDSP serves the most of the city's ZIPs
+        # the primary TDSP serves the most of the city's ZIPs; a tie leaves it empty
         per_tdsp = Counter(d for _, d in c.zip_codes)
-        assert per_tdsp[c.primary_tdsp_duns] == max(per_tdsp.values()), c.slug
+        leaders = [d for d, n in per_tdsp.items() if n == max(per_tdsp.values())]
+        assert c.primary_tdsp_duns == (leaders[0] if len(leaders) == 1 else ""), c.slug
 
 
 def test_one_row_per_city_houston_holds_its_fort_bend_zips(cities: list[City]) -> None:
@@ -77,15 +79,25 @@ def test_catalog_uses_exactly_the_five_official_duns(cities: list[City]) -> None
     assert packaged == official
 
 
-def test_tiers_are_200_then_300_then_the_rest_by_population(cities: list[City]) -> None:
+def test_tiers_are_200_then_300_then_the_rest_by_choosing_population(cities: list[City]) -> None:
     counts = Counter(c.tier for c in cities)
     assert counts["tier1"] == 200
     assert counts["tier2"] == 300
     assert counts["tier3"] == len(cities) - 500
-    # independent ranking: population descending, ties by slug, unknown population last
+
+    # independent ranking: population x competitive share (half up) descending, ties by
+    # slug, unknown population last
+    def choosing(c: City) -> int | None:
+        competitive = sum(1 for z in c.zips if z.type == "S" and z.tdsp_duns)
+        standard = sum(1 for z in c.zips if z.type == "S")
+        if c.population is None:
+            return None
+        return int(Fraction(c.population * competitive, standard) + Fraction(1, 2))
+
+    assert all(c.choosing_population == choosing(c) for c in cities)
     ranked = sorted(
         cities,
-        key=lambda c: (c.population is None, -(c.population or 0), c.slug),
+        key=lambda c: (choosing(c) is None, -(choosing(c) or 0), c.slug),
     )
     assert [c.slug for c in ranked[:200]] == [c.slug for c in cities if c.tier == "tier1"]
     assert [c.slug for c in ranked[200:500]] == [c.slug for c in cities if c.tier == "tier2"]
@@ -204,3 +216,95 @@ def test_loader_rejects_a_missing_column(tmp_path: Path) -> None:
     path.write_text(header.replace(",county", "") + "\n" + body, encoding="utf-8")
     with pytest.raises(CatalogError, match=f"{re.escape(str(path))}: header lacks.*county"):
         load_catalog(path)
+
+
+# -- the loader's truth rules on the ZIP columns ---------------------------------------------
+
+
+def packaged_rows() -> list[dict[str, str]]:
+    with packaged_catalog_path().open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def po_box_tdsp_only(row: dict[str, str]) -> dict[str, str]:
+    """Give the city a TDSP that only a (made-up) PO-box ZIP of it has."""
+    other = next(t.duns for t in load_tdsps() if t.duns not in row["tdsp_duns"].split(";"))
+    listed = {e.split(":")[0] for e in row["zips"].split(";")}
+    spare = next(f"{n:05d}" for n in range(99999, 0, -1) if f"{n:05d}" not in listed)
+    zips = sorted([*row["zips"].split(";"), f"{spare}:P:{other}"])
+    duns = sorted([*row["tdsp_duns"].split(";"), other])
+    return {"zips": ";".join(zips), "tdsp_duns": ";".join(duns)}
+
+
+def no_competitive_standard_zip(row: dict[str, str]) -> dict[str, str]:
+    entries = [e.split(":") for e in row["zips"].split(";")]
+    return {"zips": ";".join(f"{z}:P:{d}" for z, _, d in entries)}
+
+
+def bad_type_letter(row: dict[str, str]) -> dict[str, str]:
+    first, _, rest = row["zips"].partition(";")
+    zip_code, _, duns = first.split(":")
+    return {"zips": f"{zip_code}:X:{duns};{rest}".rstrip(";")}
+
+
+def wrong_share(row: dict[str, str]) -> dict[str, str]:
+    return {"competitive_zip_share": "0.5000" if row["coverage"] == "full" else "1.0000"}
+
+
+def wrong_coverage(row: dict[str, str]) -> dict[str, str]:
+    return {"coverage": "partial" if row["coverage"] == "full" else "full"}
+
+
+def wrong_choosing(row: dict[str, str]) -> dict[str, str]:
+    return {"choosing_population": str(int(row["choosing_population"]) + 1)}
+
+
+def primary_despite_tie(row: dict[str, str]) -> dict[str, str]:
+    return {"primary_tdsp_duns": row["tdsp_duns"].split(";")[0]}
+
+
+@pytest.mark.parametrize(
+    ("pick", "change", "expected"),
+    [
+        ("full", po_box_tdsp_only, r"field 'tdsp_duns': DUNS \d+ comes from only PO-box/unique"),
+        ("full", no_competitive_standard_zip, "field 'zips': no competitive standard ZIP"),
+        ("full", bad_type_letter, r"field 'zips': ZIP \d{5} has type 'X'"),
+        ("full", wrong_share, "field 'competitive_zip_share': 0.5000, but 'zips' gives"),
+        ("partial", wrong_coverage, "field 'coverage': 'full', but"),
+        ("partial", wrong_choosing, "field 'choosing_population'"),
+        ("tie", primary_despite_tie, r"field 'primary_tdsp_duns'.*empty \(a tie\)"),
+    ],
+    ids=[
+        "po-box-tdsp",
+        "no-competitive-zip",
+        "type-letter",
+        "share",
+        "coverage",
+        "choosing",
+        "tie",
+    ],
+)
+def test_loader_enforces_the_zip_rules(tmp_path: Path, pick: str, change, expected: str) -> None:
+    rows = packaged_rows()
+    chosen = {
+        "full": lambda r: r["coverage"] == "full" and r["population"],
+        "partial": lambda r: r["coverage"] == "partial" and r["population"],
+        "tie": lambda r: r["primary_tdsp_duns"] == "",
+    }[pick]
+    index = next(i for i, row in enumerate(rows) if chosen(row))
+    line_no = index + 2
+    path = write_corrupted(tmp_path, line_no, change(rows[index]))
+    with pytest.raises(CatalogError, match=rf"row {line_no} \(slug '{rows[index]['slug']}'\)"):
+        load_catalog(path)
+    with pytest.raises(CatalogError, match=expected):
+        load_catalog(path)
+
+
+def test_city_zips_parse_into_small_records(cities: list[City]) -> None:
+    for c in cities:
+        assert [z.zip for z in c.zips] == sorted({z.zip for z in c.zips}), c.slug
+        assert {(z.zip, d) for z in c.competitive_zips for d in z.tdsp_duns} == set(c.zip_codes)
+        assert all(z.type in ZIP_TYPES for z in c.zips)
+        competitive, standard = len(c.competitive_zips), len(c.standard_zips)
+        assert c.competitive_zip_share == round(competitive / standard, 4)
+        assert c.coverage == ("full" if competitive == standard else "partial")

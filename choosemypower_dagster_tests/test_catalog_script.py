@@ -2,7 +2,7 @@
 
 The committed ``data/cities.csv`` must be exactly what the script builds from the reference
 facts, and must hold the properties the Dagster partitions rely on (unique slug keys, tiers
-of 200 and 300 cities, official DUNS numbers only).
+of 200 and 300 cities ranked by the people who can choose, official DUNS numbers only).
 """
 
 from __future__ import annotations
@@ -40,6 +40,15 @@ def zip_pairs(row: dict[str, str]) -> list[tuple[str, str]]:
     return [tuple(pair.split(":")) for pair in row["zip_codes"].split(";")]  # type: ignore[misc]
 
 
+def zip_entries(row: dict[str, str]) -> dict[str, tuple[str, list[str]]]:
+    """The `zips` column of a row: ZIP -> (type letter, DUNS list)."""
+    entries = {}
+    for entry in row["zips"].split(";"):
+        zip_code, zip_type, duns = entry.split(":")
+        entries[zip_code] = (zip_type, [d for d in duns.split("|") if d])
+    return entries
+
+
 @pytest.fixture(scope="module")
 def rows() -> list[dict[str, str]]:
     return read_rows(CITIES_CSV)
@@ -69,11 +78,11 @@ def script() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def reference_zips_by_city(reference_dir: Path, zipcodes: ModuleType) -> dict[str, set[str]]:
-    """Reference ZIPs grouped by their USPS city name."""
+    """Active standard reference ZIPs (where homes are) grouped by their USPS city name."""
     by_city: dict[str, set[str]] = defaultdict(set)
     for row in read_rows(reference_dir / "zip_to_tdsp.csv"):
         matches = zipcodes.matching(row["zip_code"])
-        if matches:
+        if matches and matches[0]["active"] and matches[0]["zip_code_type"] == "STANDARD":
             by_city[matches[0]["city"]].add(row["zip_code"])
     return by_city
 
@@ -119,8 +128,12 @@ def test_header_and_row_count(rows: list[dict[str, str]]) -> None:
         "tdsp_duns",
         "primary_tdsp_duns",
         "zip_codes",
+        "coverage",
+        "competitive_zip_share",
+        "choosing_population",
+        "zips",
     ]
-    assert 800 <= len(rows) <= 900
+    assert 800 <= len(rows) <= 1000
     assert b"\r" not in CITIES_CSV.read_bytes()
 
 
@@ -139,8 +152,8 @@ def test_tiers_are_sized_and_contiguous(rows: list[dict[str, str]]) -> None:
     assert tiers == sorted(tiers), "each tier must be one contiguous range of rows"
 
     def rank(row: dict[str, str]) -> tuple[bool, int, str]:
-        population = row["population"]
-        return (population == "", -int(population or 0), row["slug"])
+        choosing = row["choosing_population"]
+        return (choosing == "", -int(choosing or 0), row["slug"])
 
     assert [rank(row) for row in rows] == sorted(rank(row) for row in rows)
 
@@ -151,10 +164,13 @@ def test_every_duns_is_official(rows: list[dict[str, str]]) -> None:
         listed = row["tdsp_duns"].split(";")
         assert set(listed) <= OFFICIAL_DUNS, row["slug"]
         assert listed == sorted(listed)
-        assert row["primary_tdsp_duns"] in listed
+        assert row["primary_tdsp_duns"] in [*listed, ""]
         pairs = zip_pairs(row)
         assert pairs == sorted(pairs)
         assert {duns for _, duns in pairs} == set(listed)
+        entries = zip_entries(row)
+        assert list(entries) == sorted(entries), row["slug"]
+        assert {d for _, duns in entries.values() for d in duns} <= OFFICIAL_DUNS
 
 
 def test_houston_is_one_row_across_counties(
@@ -164,6 +180,13 @@ def test_houston_is_one_row_across_counties(
     assert [row["slug"] for row in houston] == ["houston-tx"]
     row_zips = {zip_code for zip_code, _ in zip_pairs(houston[0])}
     assert row_zips == reference_zips_by_city["Houston"]
+    # the ZIP map holds every active USPS "Houston" ZIP, PO boxes included
+    usps = {
+        z["zip_code"]
+        for z in zipcodes.filter_by(state="TX", city="Houston")
+        if z["active"] and z["city"] == "Houston"
+    }
+    assert set(zip_entries(houston[0])) == usps
     counties = {zipcodes.matching(zip_code)[0]["county"] for zip_code in row_zips}
     assert len(counties) > 1
     fort_bend = {
@@ -201,7 +224,7 @@ def test_far_apart_towns_sharing_a_name_get_distinct_slugs(script: ModuleType) -
     }
     zip_duns = {"00001": {"957877905"}, "00002": {"957877905"}, "00003": {"007923311"}}
     cities = script.build_cities(zip_infos, zip_duns, {}, {})
-    assert [(c.slug, len(c.zip_duns)) for c in cities] == [
+    assert [(c.slug, len(c.zips)) for c in cities] == [
         ("midway-tx", 2),
         ("midway-runnels-tx", 1),
     ]

@@ -124,6 +124,11 @@ def sandbox_plans(sandbox: SandboxServer) -> dict[str, list[dict[str, Any]]]:
     return {duns: sandbox.own_plans_for(duns) for duns in ALL_DUNS}
 
 
+def price(plan: dict[str, Any], usage: int) -> float:
+    """The plan's average $/kWh at `usage`, as the API quotes it."""
+    return next(e["price"] for e in plan["expected_prices"] if e["usage"] == usage)
+
+
 def expected_union(city: City, served: dict[str, list[dict[str, Any]]]) -> set[Pair]:
     return {(plan["_id"], duns) for duns in city.tdsp_duns for plan in served[duns]}
 
@@ -214,6 +219,23 @@ def test_each_city_gets_the_union_of_its_tdsps_plans(refreshed: Refreshed, catal
         assert {duns for _, duns in stored[city.slug]} == set(city.tdsp_duns)
 
 
+def test_each_availability_row_keeps_the_tdsp_its_plan_comes_from(
+    refreshed: Refreshed, catalog: list[City]
+) -> None:
+    a, p = t.city_plan_availability.c, t.electricity_plans.c
+    with refreshed.warehouse.begin() as conn:
+        rows = conn.execute(
+            sa.select(a.city_slug, a.tdsp_duns, p.tdsp_duns.label("plan_tdsp")).join_from(
+                t.city_plan_availability, t.electricity_plans, a.plan_id == p.id
+            )
+        ).all()
+    assert rows and all(r.tdsp_duns == r.plan_tdsp for r in rows)
+    served = {}
+    for r in rows:
+        served.setdefault(r.city_slug, set()).add(r.tdsp_duns)
+    assert served == {c.slug: set(c.tdsp_duns) for c in catalog}
+
+
 def test_plan_ids_are_valid_unique_objectids(refreshed: Refreshed) -> None:
     served = sandbox_plans(refreshed.sandbox)
     assert set(refreshed.ids) == {(p["_id"], d) for d, plans in served.items() for p in plans}
@@ -229,9 +251,7 @@ def test_each_city_materialization_carries_its_figures(refreshed: Refreshed, cat
     for city in catalog:
         meta = events[city.slug]
         plans = [p for duns in city.tdsp_duns for p in served[duns]]
-        rates = [
-            next(e["price"] for e in p["expected_prices"] if e["usage"] == 1000) for p in plans
-        ]
+        rates = [price(p, 1000) for p in plans]
         assert meta["plan_count"] == len(plans), city.slug
         assert meta["provider_count"] == len({p["product"]["brand"]["name"] for p in plans})
         assert meta["cheapest_rate_1000_cents"] == pytest.approx(min(rates) * 100, abs=0.006)
@@ -241,6 +261,15 @@ def test_each_city_materialization_carries_its_figures(refreshed: Refreshed, cat
         assert meta["tdsps"] == ", ".join(names[d].abbreviation for d in city.tdsp_duns)
         assert meta["source"] == "sandbox"
         assert meta["tier"] == city.tier
+        if len(city.tdsp_duns) > 1:  # a home buys from one TDSP: its cheapest, per TDSP
+            assert meta["cheapest_rate_1000_cents_by_tdsp"] == {
+                names[d].abbreviation: pytest.approx(
+                    min(price(p, 1000) for p in served[d]) * 100, abs=0.006
+                )
+                for d in city.tdsp_duns
+            }
+        else:
+            assert "cheapest_rate_1000_cents_by_tdsp" not in meta
 
 
 # -- later runs on top of it ---------------------------------------------------------------
@@ -269,11 +298,17 @@ def test_a_failing_tdsp_fails_exactly_its_cities_and_a_backfill_fixes_them(
     state: Refreshed, catalog: list[City]
 ) -> None:
     head = leading_range(catalog)
-    # the TDSP serving several of these cities in the fewest key ranges (keeps the test short)
-    failing = min(
-        (d for d in ALL_DUNS if sum(d in c.tdsp_duns for c in head) >= 2),
-        key=lambda d: len(contiguous_ranges([c.slug for c in head if d in c.tdsp_duns])),
-    )
+
+    def served_ranges(duns: str) -> tuple[int, int]:
+        """(cities of `head` the TDSP serves, contiguous key ranges they make)."""
+        slugs = [c.slug for c in head if duns in c.tdsp_duns]
+        return len(slugs), len(contiguous_ranges(slugs))
+
+    # a TDSP two adjacent cities share (so a backfill range spans several cities), in the
+    # fewest key ranges (keeps the test short)
+    spanning = [d for d in ALL_DUNS if served_ranges(d)[1] < served_ranges(d)[0]]
+    assert spanning, "no TDSP serves two adjacent cities of the leading range"
+    failing = min(spanning, key=lambda d: served_ranges(d)[1])
     expected_failed = {c.slug for c in head if failing in c.tdsp_duns}
     expected_ok = {c.slug for c in head} - expected_failed
     before = availability(state.warehouse)

@@ -1,22 +1,30 @@
-"""Alembic migrations: an empty warehouse upgrades to head with exactly schema.py's tables.
+"""Alembic migrations: an empty warehouse upgrades to head with exactly schema.py's tables,
+and a warehouse holding data at an older revision upgrades keeping it.
 
 Runs on SQLite and on a fresh PostgreSQL schema (the `warehouse_url` fixture).
 """
 
 from datetime import UTC, datetime
 
+import dagster as dg
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from choosemypower_dagster.catalog.cities import load_catalog
 from choosemypower_dagster.cli.migrate import main as migrate_command
-from choosemypower_dagster.defs.resources import WarehouseResource
+from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
 from choosemypower_dagster.warehouse import migrate
+from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster.warehouse.ids import new_object_id
 from choosemypower_dagster.warehouse.schema import metadata
+from choosemypower_dagster_tests.conftest import (
+    fast_client,
+    materialize_catalog,
+    materialize_cities,
+)
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
-
 VERSION_OPTS = {"version_table": migrate.VERSION_TABLE}
 
 
@@ -98,6 +106,155 @@ def test_migrate_command_upgrades_and_reports(tmp_path, capsys):
     assert f"-> {migrate.head_revision()}" in capsys.readouterr().out
     assert migrate_command(["current", "--url", url]) == 0
     assert "up to date" in capsys.readouterr().out
+
+
+def _insert(conn: sa.Connection, table: str, rows: list[dict]) -> None:
+    """Insert into a table as the database has it now (reflected, not schema.py's)."""
+    conn.execute(sa.insert(sa.Table(table, sa.MetaData(), autoload_with=conn)), rows)
+
+
+def test_a_warehouse_at_0003_holding_data_upgrades_and_keeps_it(warehouse_url, sandbox):
+    """0005 keeps every row: availability learns each plan's TDSP, ties may lose their primary
+    TDSP, and the next catalog and plan runs fill in the ZIPs and per-TDSP summaries."""
+    pearland = next(c for c in load_catalog() if c.slug == "pearland-tx")
+    first, second = pearland.tdsp_duns
+    now = datetime.now(UTC)
+    plans = {new_object_id(): first, new_object_id(): second}
+    orphan = new_object_id()
+    engine = _engine(warehouse_url)
+    try:
+        with engine.begin() as conn:
+            migrate.command.upgrade(migrate.alembic_config(connection=conn), "0003")
+            _insert(
+                conn,
+                "cities",
+                [
+                    {
+                        "slug": pearland.slug,
+                        "name": pearland.name,
+                        "tier": pearland.tier,
+                        "primary_tdsp_duns": second,  # the old catalog broke the tie by text
+                        "tdsp_duns": ";".join(pearland.tdsp_duns),
+                        "zip_count": 2,
+                        "in_catalog": True,
+                        "updated_at": now,
+                    }
+                ],
+            )
+            stamp = {"first_seen_at": now, "last_seen_at": now, "updated_at": now}
+            _insert(
+                conn,
+                "providers",
+                [
+                    {
+                        "id": 1,
+                        "name": "Old Co",
+                        "active": True,
+                        "plan_count": 2,
+                        "cities_reached": 1,
+                    }
+                    | stamp
+                ],
+            )
+            _insert(
+                conn,
+                "electricity_plans",
+                [
+                    {
+                        "id": pid,
+                        "external_id": f"ext-{i}",
+                        "tdsp_duns": duns,
+                        "provider_id": 1,
+                        "provider_name": "Old Co",
+                        "name": f"Old plan {i}",
+                        "rate_type": "fixed",
+                        "rate_1000": 0.12 + i / 100,
+                        "price_fingerprint": f"fp-{i}",
+                        "active": True,
+                        "source": "sandbox",
+                    }
+                    | stamp
+                    for i, (pid, duns) in enumerate(plans.items())
+                ],
+            )
+            _insert(
+                conn,
+                "city_plan_availability",
+                [
+                    {"city_slug": pearland.slug, "plan_id": pid, "refreshed_at": now}
+                    for pid in [*plans, orphan]
+                ],
+            )
+            _insert(
+                conn,
+                "city_summaries",
+                [
+                    {
+                        "city_slug": pearland.slug,
+                        "name": pearland.name,
+                        "tier": pearland.tier,
+                        "plan_count": 2,
+                        "provider_count": 1,
+                        "computed_at": now,
+                    }
+                ],
+            )
+
+        outcome = migrate.upgrade(engine)
+        assert (outcome.before, outcome.after) == ("0003", migrate.head_revision())
+        with engine.connect() as conn:
+            assert (
+                compare_metadata(MigrationContext.configure(conn, opts=VERSION_OPTS), metadata)
+                == []
+            )
+            avail = t.city_plan_availability.c
+            rows = conn.execute(sa.select(avail.plan_id, avail.tdsp_duns))
+            assert {pid: duns for pid, duns in rows} == plans  # the orphan row is gone
+            city = conn.execute(sa.select(t.cities)).one()
+            assert (city.primary_tdsp_duns, city.coverage, city.choosing_population) == (
+                second,
+                None,
+                None,
+            )
+            assert conn.execute(sa.select(t.city_summaries.c.plan_count)).scalar_one() == 2
+            assert conn.execute(sa.select(sa.func.count()).select_from(t.city_zips)).scalar() == 0
+    finally:
+        engine.dispose()
+
+    # The next catalog run and a refresh of the city bring the new facts.
+    resources = {
+        "warehouse": WarehouseResource(url=warehouse_url),
+        "comparepower": fast_client(sandbox.url),
+        "city_catalog": CityCatalogResource(),
+    }
+    instance = dg.DagsterInstance.ephemeral()
+    assert materialize_catalog(resources, instance, ("tier1", "tier1")).success
+    # One plan per TDSP was stored before: the full lists are a real change to accept.
+    refreshed = materialize_cities(
+        resources, instance, pearland.slug, pearland.slug, accept_plan_count_change=True
+    )
+    assert refreshed.success
+    with resources["warehouse"].begin() as conn:
+        city = conn.execute(sa.select(t.cities).where(t.cities.c.slug == pearland.slug)).one()
+        assert city.primary_tdsp_duns is None  # a real tie
+        assert (city.coverage, city.competitive_zip_share) == ("full", 1.0)
+        zips = conn.execute(
+            sa.select(t.city_zips.c.zip_code).where(t.city_zips.c.city_slug == pearland.slug)
+        )
+        assert set(zips.scalars()) == {z.zip for z in pearland.zips}
+        avail = t.city_plan_availability.c
+        served = conn.execute(
+            sa.select(avail.tdsp_duns).where(avail.city_slug == pearland.slug).distinct()
+        )
+        assert set(served.scalars()) == {first, second}
+        assert not set(plans) & set(
+            conn.execute(sa.select(avail.plan_id).where(avail.city_slug == pearland.slug)).scalars()
+        )  # the old plans are not the sandbox's: replaced
+        per_tdsp = t.city_tdsp_summaries.c
+        rows = conn.execute(
+            sa.select(per_tdsp.tdsp_duns).where(per_tdsp.city_slug == pearland.slug)
+        )
+        assert set(rows.scalars()) == {first, second}
 
 
 def test_a_warehouse_holding_plans_at_0003_upgrades_in_place_to_structured_pricing(

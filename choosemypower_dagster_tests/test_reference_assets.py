@@ -64,6 +64,7 @@ def snapshot(warehouse: WarehouseResource, with_times: bool = True) -> dict[str,
         "tdsp_territories": (t.tdsp_territories, [t.tdsp_territories.c.duns]),
         "cities": (t.cities, [t.cities.c.slug]),
         "zip_code_mappings": (t.zip_code_mappings, list(t.zip_code_mappings.primary_key)),
+        "city_zips": (t.city_zips, list(t.city_zips.primary_key)),
     }
     out: dict[str, list[tuple]] = {}
     with warehouse.begin() as conn:
@@ -87,6 +88,16 @@ def test_rows_in_the_warehouse_match_the_catalog(loaded, catalog: list[City]) ->
                 )
             ).tuples()
         )
+        city_zips = set(
+            conn.execute(
+                sa.select(
+                    t.city_zips.c.city_slug,
+                    t.city_zips.c.zip_code,
+                    t.city_zips.c.zip_type,
+                    t.city_zips.c.tdsp_duns,
+                )
+            ).tuples()
+        )
     assert set(tdsps) == {x.duns for x in load_tdsps()}
     assert len(cities) == len(catalog)
     expected_zips = {(z, d, c.slug) for c in catalog for z, d in c.zip_codes}
@@ -100,9 +111,18 @@ def test_rows_in_the_warehouse_match_the_catalog(loaded, catalog: list[City]) ->
             city.tier,
         )
         assert row.tdsp_duns.split(";") == list(city.tdsp_duns)
-        assert row.primary_tdsp_duns == city.primary_tdsp_duns
+        assert row.primary_tdsp_duns == (city.primary_tdsp_duns or None)  # NULL on a tie
         assert row.in_catalog
         assert row.latitude == pytest.approx(city.latitude)
+        assert (row.coverage, row.choosing_population, row.zip_count) == (
+            city.coverage,
+            city.choosing_population,
+            len(city.zips),
+        )
+        assert row.competitive_zip_share == pytest.approx(city.competitive_zip_share)
+    assert any(not c.primary_tdsp_duns for c in catalog), "the catalog has a real tie"
+    expected = {(c.slug, z.zip, z.type, ";".join(z.tdsp_duns)) for c in catalog for z in c.zips}
+    assert city_zips == expected
 
 
 def test_materialization_metadata_shows_rows_tdsps_and_preview(loaded, catalog) -> None:
@@ -121,6 +141,10 @@ def test_materialization_metadata_shows_rows_tdsps_and_preview(loaded, catalog) 
         of_tier = [c for c in catalog if c.tier == tier]
         assert meta["rows_written"].value == len(of_tier)
         assert meta["zip_mappings_written"].value == sum(len(c.zip_codes) for c in of_tier)
+        assert meta["city_zips_written"].value == sum(len(c.zips) for c in of_tier)
+        assert meta["partial_cities"].value == sum(c.coverage == "partial" for c in of_tier)
+        assert meta["multi_tdsp_cities"].value == sum(len(c.tdsp_duns) > 1 for c in of_tier)
+        assert meta["primary_tdsp_ties"].value == sum(not c.primary_tdsp_duns for c in of_tier)
         per_tdsp = Counter(abbreviations[d] for c in of_tier for d in c.tdsp_duns)
         assert meta["cities_per_tdsp"].value == dict(per_tdsp)
         preview = meta["preview"]

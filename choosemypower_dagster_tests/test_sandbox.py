@@ -191,10 +191,19 @@ def test_tdsps_endpoint_and_zip_lookup(client: httpx.Client) -> None:
     if not cities.is_file():
         assert client.get("/api/tdsps", params={"zip_code": "75001"}).json() == []
         return
-    row = next(csv.DictReader(io.StringIO(cities.read_text(encoding="utf-8"))))
-    zip_code, _, duns = row["zip_codes"].split(";")[0].partition(":")
-    found = client.get("/api/tdsps", params={"zip_code": zip_code}).json()
-    assert duns in [t["duns_number"] for t in found]
+    # every ZIP of the catalog answers with its TDSPs, PO-box and unique ZIPs included
+    entries = {
+        tuple(entry.split(":"))
+        for row in csv.DictReader(io.StringIO(cities.read_text(encoding="utf-8")))
+        for entry in row["zips"].split(";")
+    }
+    standard = next(e for e in sorted(entries) if e[1] == "S" and e[2])
+    po_box = next(e for e in sorted(entries) if e[1] in ("P", "U") and e[2])
+    not_competitive = next(e for e in sorted(entries) if not e[2])
+    for zip_code, _, duns in (standard, po_box):
+        found = client.get("/api/tdsps", params={"zip_code": zip_code}).json()
+        assert sorted(t["duns_number"] for t in found) == sorted(duns.split("|")), zip_code
+    assert client.get("/api/tdsps", params={"zip_code": not_competitive[0]}).json() == []
     assert client.get("/api/tdsps", params={"zip_code": "00000"}).json() == []
 
 

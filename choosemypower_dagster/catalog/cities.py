@@ -2,17 +2,41 @@
 
 The catalog is built by `scripts/build_city_catalog.py`; this module reads it back and
 refuses bad rows with an error that names the file, the row and the field.
+
+ZIP codes are the unit of truth. Each row lists every USPS ZIP of its page in `zips`,
+each with its USPS type and the TDSPs serving it; only standard ZIPs (where homes are)
+give the city a TDSP. The encoding of the columns:
+
+- `tdsp_duns`: `;`-separated DUNS of the TDSPs serving the city's competitive standard
+  ZIPs, sorted as text.
+- `primary_tdsp_duns`: the TDSP serving the most standard ZIPs of the city; empty when two
+  or more TDSPs tie for the most.
+- `zip_codes`: `;`-separated `ZIP:DUNS` pairs of the competitive standard ZIPs (a ZIP with
+  two TDSPs appears twice), sorted.
+- `zips`: `;`-separated `ZIP:T:DUNS|DUNS...` entries, one per ZIP of the page, sorted by
+  ZIP. `T` is the USPS type letter (`S` standard, `P` PO box, `U` unique, `M` military); the
+  DUNS list is empty when no competitive TDSP serves the ZIP (e.g. `78718:P:`).
+- `competitive_zip_share`: competitive standard ZIPs / standard ZIPs, 4 decimals.
+- `coverage`: `full` when that share is 1, else `partial`.
+- `choosing_population`: population x share, rounded half up (empty when the population
+  is unknown). Tiers rank cities by it.
+
+The reviewed exceptions the build applied (`data/catalog_exceptions.csv`) are read with
+`load_exceptions`; the build refuses an exception row that does not apply, so every row of
+the packaged file is one that was applied.
 """
 
 from __future__ import annotations
 
 import csv
 import re
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from choosemypower_dagster.catalog.tdsps import tdsps_by_duns
+from choosemypower_dagster.catalog.tdsps import read_tdsps, tdsps_by_duns
 from choosemypower_dagster.catalog.tiers import TIERS
 from choosemypower_dagster.settings import CITY_CATALOG
 
@@ -27,9 +51,21 @@ COLUMNS = (
     "tdsp_duns",
     "primary_tdsp_duns",
     "zip_codes",
+    "coverage",
+    "competitive_zip_share",
+    "choosing_population",
+    "zips",
 )
+COVERAGES = ("full", "partial")
+# USPS ZIP types by their one-letter code in the `zips` column.
+ZIP_TYPES: dict[str, str] = {"S": "standard", "P": "PO box", "U": "unique", "M": "military"}
+STANDARD = "S"
+EXCEPTION_COLUMNS = ("zip", "tdsp_duns", "city_slug", "action", "reason", "source")
+EXCEPTION_ACTIONS = ("drop_pair", "add_pair", "drop_city_zip")
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 ZIP_RE = re.compile(r"^\d{5}$")
+DUNS_RE = re.compile(r"^\d{9}(?:\d{4})?$")
+SHARE_RE = re.compile(r"^[01]\.\d{4}$")
 MAX_REPORTED_ERRORS = 20
 
 
@@ -38,8 +74,26 @@ class CatalogError(ValueError):
 
 
 @dataclass(frozen=True)
+class CityZip:
+    """One USPS ZIP of a city page: its type letter and the TDSPs serving it (maybe none)."""
+
+    zip: str
+    type: str  # one of ZIP_TYPES
+    tdsp_duns: tuple[str, ...]
+
+    @property
+    def is_standard(self) -> bool:
+        return self.type == STANDARD
+
+    @property
+    def is_competitive(self) -> bool:
+        """A competitive standard ZIP: homes there can choose a retail provider."""
+        return self.is_standard and bool(self.tdsp_duns)
+
+
+@dataclass(frozen=True)
 class City:
-    """One city of the catalog with the TDSP of each of its ZIP codes."""
+    """One city page of the catalog with every ZIP code it covers."""
 
     slug: str
     name: str
@@ -49,8 +103,75 @@ class City:
     longitude: float
     tier: str
     tdsp_duns: tuple[str, ...]
-    primary_tdsp_duns: str
-    zip_codes: tuple[tuple[str, str], ...]  # (zip, duns) pairs
+    primary_tdsp_duns: str  # "" when TDSPs tie for the most standard ZIPs
+    zip_codes: tuple[tuple[str, str], ...]  # (zip, duns) pairs of competitive standard ZIPs
+    coverage: str  # "full" or "partial"
+    competitive_zip_share: float  # competitive standard ZIPs / standard ZIPs
+    choosing_population: int | None  # population x share, rounded half up
+    zips: tuple[CityZip, ...]  # every ZIP of the page, by ZIP
+
+    @property
+    def standard_zips(self) -> tuple[CityZip, ...]:
+        return tuple(z for z in self.zips if z.is_standard)
+
+    @property
+    def competitive_zips(self) -> tuple[CityZip, ...]:
+        return tuple(z for z in self.zips if z.is_competitive)
+
+
+@dataclass(frozen=True)
+class CatalogExceptionRow:
+    """A reviewed correction of the reference facts, applied by the catalog build.
+
+    `drop_pair` / `add_pair` remove / add the TDSP `tdsp_duns` of ZIP `zip` everywhere;
+    `drop_city_zip` takes ZIP `zip` out of the page `city_slug`.
+    """
+
+    zip: str
+    tdsp_duns: str
+    city_slug: str
+    action: str
+    reason: str
+    source: str
+
+
+# --------------------------------------------------------------------------- shared rules
+
+
+def share_counts(zips: Iterable[CityZip]) -> tuple[int, int]:
+    """(competitive standard ZIPs, standard ZIPs)."""
+    standard = [z for z in zips if z.is_standard]
+    return sum(1 for z in standard if z.tdsp_duns), len(standard)
+
+
+def format_share(competitive: int, standard: int) -> str:
+    """The `competitive_zip_share` text: 4 decimals."""
+    return f"{competitive / standard:.4f}"
+
+
+def choosing_population(population: int | None, competitive: int, standard: int) -> int | None:
+    """Population x competitive / standard, rounded half up; None when population is."""
+    if population is None:
+        return None
+    return (2 * population * competitive + standard) // (2 * standard)
+
+
+def primary_duns(zips: Iterable[CityZip]) -> str:
+    """The TDSP serving the most standard ZIPs, or "" when several tie for the most."""
+    counts = Counter(d for z in zips if z.is_standard for d in z.tdsp_duns)
+    if not counts:
+        return ""
+    best = max(counts.values())
+    leaders = [d for d, n in counts.items() if n == best]
+    return leaders[0] if len(leaders) == 1 else ""
+
+
+def format_zips(zips: Iterable[CityZip]) -> str:
+    """The `zips` column text: `ZIP:T:DUNS|DUNS;...` in the order given."""
+    return ";".join(f"{z.zip}:{z.type}:{'|'.join(z.tdsp_duns)}" for z in zips)
+
+
+# --------------------------------------------------------------------------- paths
 
 
 def packaged_catalog_path() -> Path:
@@ -58,10 +179,82 @@ def packaged_catalog_path() -> Path:
     return Path(str(resources.files("choosemypower_dagster").joinpath("data/cities.csv")))
 
 
+def packaged_exceptions_path() -> Path:
+    """The reviewed exceptions shipped inside the package (applied by the last build)."""
+    root = resources.files("choosemypower_dagster")
+    return Path(str(root.joinpath("data/catalog_exceptions.csv")))
+
+
 def catalog_path() -> Path:
     """The catalog in use: `CHOOSEMYPOWER_CITY_CATALOG` when set, else the packaged one."""
     override = CITY_CATALOG.raw()
     return Path(override) if override else packaged_catalog_path()
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _parse_zips(raw: str, known_duns: set[str], errors: list[str]) -> list[CityZip]:
+    """Parse the `zips` column, appending `field 'zips': ...` messages to `errors`."""
+    zips: list[CityZip] = []
+    seen: set[str] = set()
+    for entry in (e for e in raw.split(";") if e):
+        parts = entry.split(":")
+        if len(parts) != 3:
+            errors.append(f"field 'zips': malformed entry {entry!r} (want ZIP:TYPE:DUNS|...)")
+            continue
+        zip_code, zip_type, duns_text = parts
+        duns = tuple(d for d in duns_text.split("|") if d)
+        if not ZIP_RE.match(zip_code):
+            errors.append(f"field 'zips': malformed ZIP {zip_code!r}")
+        elif zip_code in seen:
+            errors.append(f"field 'zips': ZIP {zip_code} listed twice")
+        elif zip_type not in ZIP_TYPES:
+            errors.append(
+                f"field 'zips': ZIP {zip_code} has type {zip_type!r}, not one of "
+                + ", ".join(ZIP_TYPES)
+            )
+        elif unknown := [d for d in duns if d not in known_duns]:
+            errors.append(f"field 'zips': ZIP {zip_code} has unknown DUNS {unknown[0]!r}")
+        elif len(set(duns)) != len(duns):
+            errors.append(f"field 'zips': ZIP {zip_code} lists a DUNS twice")
+        else:
+            seen.add(zip_code)
+            zips.append(CityZip(zip_code, zip_type, duns))
+    return zips
+
+
+def _check_zip_rules(
+    zips: list[CityZip],
+    duns_list: tuple[str, ...],
+    primary: str,
+    pairs: list[tuple[str, str]],
+    errors: list[str],
+) -> None:
+    """The truth rules tying `tdsp_duns`, `primary_tdsp_duns` and `zip_codes` to `zips`."""
+    competitive = [z for z in zips if z.is_competitive]
+    if not competitive:
+        errors.append("field 'zips': no competitive standard ZIP (a city needs at least one)")
+        return
+    from_standard = {d for z in competitive for d in z.tdsp_duns}
+    from_other = {d for z in zips if not z.is_standard for d in z.tdsp_duns}
+    for duns in duns_list:
+        if duns in from_standard:
+            continue
+        where = "only PO-box/unique ZIPs" if duns in from_other else "no ZIP"
+        errors.append(f"field 'tdsp_duns': DUNS {duns} comes from {where}, not a standard ZIP")
+    for duns in sorted(from_standard - set(duns_list)):
+        errors.append(f"field 'tdsp_duns': lacks DUNS {duns} of a standard ZIP")
+    expected_primary = primary_duns(zips)
+    if primary != expected_primary:
+        want = repr(expected_primary) if expected_primary else "empty (a tie)"
+        errors.append(f"field 'primary_tdsp_duns': {primary!r}; the most standard ZIPs give {want}")
+    expected_pairs = sorted((z.zip, d) for z in competitive for d in z.tdsp_duns)
+    if sorted(pairs) != expected_pairs:
+        extra = sorted(set(pairs) - set(expected_pairs))
+        missing = sorted(set(expected_pairs) - set(pairs))
+        detail = f"extra {extra[:3]}" if extra else f"missing {missing[:3]}"
+        errors.append(f"field 'zip_codes': not the competitive standard ZIPs of 'zips' ({detail})")
 
 
 def _parse_row(row: dict[str, str], known_duns: set[str]) -> tuple[City | None, list[str]]:
@@ -102,10 +295,10 @@ def _parse_row(row: dict[str, str], known_duns: set[str]) -> tuple[City | None, 
         if duns not in known_duns:
             errors.append(f"field 'tdsp_duns': unknown DUNS {duns!r}")
     primary = (row.get("primary_tdsp_duns") or "").strip()
-    if primary not in duns_list:
+    if primary and primary not in duns_list:
         errors.append(f"field 'primary_tdsp_duns': {primary!r} is not among the city's TDSPs")
 
-    zips: list[tuple[str, str]] = []
+    pairs: list[tuple[str, str]] = []
     for pair in (p for p in (row.get("zip_codes") or "").split(";") if p):
         zip_code, _, duns = pair.partition(":")
         if not ZIP_RE.match(zip_code):
@@ -115,12 +308,48 @@ def _parse_row(row: dict[str, str], known_duns: set[str]) -> tuple[City | None, 
         elif duns not in duns_list:
             errors.append(f"field 'zip_codes': ZIP {zip_code} DUNS {duns} not in 'tdsp_duns'")
         else:
-            zips.append((zip_code, duns))
-    if not zips and not any("zip_codes" in e for e in errors):
+            pairs.append((zip_code, duns))
+    if not pairs and not any("zip_codes" in e for e in errors):
         errors.append("field 'zip_codes': no ZIP code")
+
+    coverage = (row.get("coverage") or "").strip()
+    if coverage not in COVERAGES:
+        errors.append(f"field 'coverage': {coverage!r} is not one of {', '.join(COVERAGES)}")
+    raw_share = (row.get("competitive_zip_share") or "").strip()
+    if not SHARE_RE.match(raw_share) or float(raw_share) > 1:
+        errors.append(
+            f"field 'competitive_zip_share': {raw_share!r} is not a share in 0..1 with 4 decimals"
+        )
+    raw_choosing = (row.get("choosing_population") or "").strip()
+
+    zips = _parse_zips(row.get("zips") or "", known_duns, errors)
+    if not errors:
+        _check_zip_rules(zips, duns_list, primary, pairs, errors)
+    if not errors:
+        competitive, standard = share_counts(zips)
+        expected_share = format_share(competitive, standard)
+        if raw_share != expected_share:
+            errors.append(
+                f"field 'competitive_zip_share': {raw_share}, but 'zips' gives "
+                f"{competitive}/{standard} = {expected_share}"
+            )
+        expected_coverage = "full" if competitive == standard else "partial"
+        if coverage != expected_coverage:
+            errors.append(
+                f"field 'coverage': {coverage!r}, but {competitive} of {standard} standard "
+                f"ZIPs are competitive ({expected_coverage!r})"
+            )
+        expected_choosing = choosing_population(population, competitive, standard)
+        want = "" if expected_choosing is None else str(expected_choosing)
+        if raw_choosing != want:
+            errors.append(
+                f"field 'choosing_population': {raw_choosing!r}, but population x share "
+                f"gives {want!r}"
+            )
 
     if errors:
         return None, errors
+    competitive, standard = share_counts(zips)
     return (
         City(
             slug=slug,
@@ -132,16 +361,42 @@ def _parse_row(row: dict[str, str], known_duns: set[str]) -> tuple[City | None, 
             tier=tier,
             tdsp_duns=duns_list,
             primary_tdsp_duns=primary,
-            zip_codes=tuple(zips),
+            zip_codes=tuple(pairs),
+            coverage=coverage,
+            competitive_zip_share=float(raw_share),
+            choosing_population=choosing_population(population, competitive, standard),
+            zips=tuple(zips),
         ),
         [],
     )
 
 
-def load_catalog(path: Path | str | None = None) -> list[City]:
-    """Read and validate the whole catalog; raise `CatalogError` listing every bad row."""
+def _known_duns(tdsps_path: Path | str | None) -> set[str]:
+    if tdsps_path is None:
+        return set(tdsps_by_duns())
+    try:
+        return {t.duns for t in read_tdsps(tdsps_path)}
+    except (OSError, TypeError) as exc:
+        raise CatalogError(f"{tdsps_path}: cannot read the TDSP table ({exc})") from exc
+
+
+def _raise_problems(what: str, problems: list[str]) -> None:
+    if problems:
+        shown = problems[:MAX_REPORTED_ERRORS]
+        more = len(problems) - len(shown)
+        tail = f"\n... and {more} more problem(s)" if more else ""
+        raise CatalogError(f"{what} has {len(problems)} problem(s):\n" + "\n".join(shown) + tail)
+
+
+def load_catalog(
+    path: Path | str | None = None, *, tdsps_path: Path | str | None = None
+) -> list[City]:
+    """Read and validate the whole catalog; raise `CatalogError` listing every bad row.
+
+    DUNS are checked against the packaged TDSP table, or against `tdsps_path` when given.
+    """
     path = Path(path) if path else catalog_path()
-    known_duns = set(tdsps_by_duns())
+    known_duns = _known_duns(tdsps_path)
     try:
         handle = path.open(newline="", encoding="utf-8")
     except OSError as exc:
@@ -165,11 +420,73 @@ def load_catalog(path: Path | str | None = None) -> list[City]:
                 continue
             seen[city.slug] = line_no
             cities.append(city)
-    if problems:
-        shown = problems[:MAX_REPORTED_ERRORS]
-        more = len(problems) - len(shown)
-        tail = f"\n... and {more} more problem(s)" if more else ""
-        raise CatalogError(
-            f"city catalog has {len(problems)} problem(s):\n" + "\n".join(shown) + tail
-        )
+    _raise_problems("city catalog", problems)
     return cities
+
+
+def _parse_exception(row: dict[str, str], known_duns: set[str] | None) -> list[str]:
+    """Problems of one exception row, as `field 'x': problem` messages."""
+    errors: list[str] = []
+    values = {c: (row.get(c) or "").strip() for c in EXCEPTION_COLUMNS}
+    action = values["action"]
+    if action not in EXCEPTION_ACTIONS:
+        errors.append(f"field 'action': {action!r} is not one of {', '.join(EXCEPTION_ACTIONS)}")
+    if not ZIP_RE.match(values["zip"]):
+        errors.append(f"field 'zip': {values['zip']!r} is not a 5-digit ZIP")
+    duns, slug = values["tdsp_duns"], values["city_slug"]
+    if action in ("drop_pair", "add_pair"):
+        if not DUNS_RE.match(duns):
+            errors.append(f"field 'tdsp_duns': {duns!r} is not a 9- or 13-digit DUNS")
+        elif known_duns is not None and duns not in known_duns:
+            errors.append(f"field 'tdsp_duns': unknown DUNS {duns!r}")
+        if slug:
+            errors.append(f"field 'city_slug': must be empty for {action} (a ZIP fact)")
+    elif action == "drop_city_zip":
+        if not SLUG_RE.match(slug):
+            errors.append(f"field 'city_slug': {slug!r} is not a slug")
+        if duns:
+            errors.append("field 'tdsp_duns': must be empty for drop_city_zip")
+    for field in ("reason", "source"):
+        if not values[field]:
+            errors.append(f"field '{field}': missing (every exception says why and where from)")
+    return errors
+
+
+def load_exceptions(
+    path: Path | str | None = None, *, known_duns: Iterable[str] | None = None
+) -> tuple[CatalogExceptionRow, ...]:
+    """The reviewed catalog exceptions, validated (default: the packaged, applied ones).
+
+    `known_duns` defaults to the packaged TDSP table when `path` is the packaged file.
+    """
+    packaged = path is None
+    path = Path(path) if path else packaged_exceptions_path()
+    duns = set(known_duns) if known_duns is not None else None
+    if duns is None and packaged:
+        duns = set(tdsps_by_duns())
+    try:
+        handle = path.open(newline="", encoding="utf-8")
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot read the catalog exceptions ({exc.strerror})") from exc
+    rows: list[CatalogExceptionRow] = []
+    problems: list[str] = []
+    seen: dict[tuple[str, ...], int] = {}
+    with handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in EXCEPTION_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise CatalogError(f"{path}: header lacks column(s) {', '.join(missing)}")
+        for line_no, row in enumerate(reader, start=2):
+            errors = _parse_exception(row, duns)
+            problems.extend(f"{path}: row {line_no}: {e}" for e in errors)
+            if errors:
+                continue
+            item = CatalogExceptionRow(**{c: (row[c] or "").strip() for c in EXCEPTION_COLUMNS})
+            key = (item.zip, item.tdsp_duns, item.city_slug, item.action)
+            if key in seen:
+                problems.append(f"{path}: row {line_no}: duplicate of row {seen[key]}")
+                continue
+            seen[key] = line_no
+            rows.append(item)
+    _raise_problems("catalog exceptions", problems)
+    return tuple(rows)

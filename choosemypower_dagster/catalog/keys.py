@@ -1,4 +1,4 @@
-"""City slugs in key order: by tier, then by the catalog's row order (population).
+"""City slugs in key order: by tier, then by the catalog's row order (people who can choose).
 
 Read cheaply, without full validation: the partitions are built from it when the code loads.
 """

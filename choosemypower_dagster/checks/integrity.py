@@ -169,7 +169,7 @@ def record_snapshot(
 
 
 def check_known_tdsps(plans: Sequence[PlanKey]) -> Outcome:
-    """Every plan's TDSP is one of the five in the packaged reference."""
+    """Every plan's TDSP is one of the TDSP table's (the packaged one unless configured)."""
     known = tdsps_by_duns()
     rows = [p.row() for p in plans if p.tdsp_duns not in known]
     return offending(

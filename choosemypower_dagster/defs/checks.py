@@ -3,7 +3,7 @@
 Three check steps, each reading whole tables in a few queries (never one query per city):
 
 - `city_plans_integrity` (ERROR, blocking): our own integrity. Plan ids are valid, unique and
-  stable ObjectIds; every plan's TDSP is one of the five; no two active plans of one TDSP
+  stable ObjectIds; every plan's TDSP is in the TDSP table; no two active plans of one TDSP
   share an external id; every refreshed catalog city has an active plan. A failure fails the
   check step, so `site_export` (which reads `city_summaries`) does not run in that run: bad
   data never reaches the site.
@@ -26,7 +26,7 @@ Why run-level rather than per-partition: Dagster 1.13 can partition a check (`pa
 a preview feature) only on a partitioned asset, and in a ranged run (how every tier refresh
 runs) a check step reports one evaluation for the whole run anyway; one run per city costs
 seconds each (DESIGN.md, "Measured on Dagster 1.13"). So each check evaluates the whole
-warehouse once per run: a refresh of 850 cities adds three steps, not 850 x 10 evaluations.
+warehouse once per run: a refresh of 839 cities adds three steps, not 839 x 10 evaluations.
 """
 
 import time
@@ -100,7 +100,7 @@ INTEGRITY_SPECS = [
         PLAN_TDSPS_KNOWN,
         asset=CHECKED_ASSET,
         blocking=True,
-        description="Every plan's TDSP DUNS is one of the five ERCOT TDSPs." + _RUN_LEVEL,
+        description="Every plan's TDSP DUNS is one of the TDSP table's." + _RUN_LEVEL,
     ),
     dg.AssetCheckSpec(
         ACTIVE_EXTERNAL_IDS_UNIQUE,

@@ -1,7 +1,7 @@
 """Partitions: tiers for the catalog, one key per city slug for the plans.
 
-City keys are ordered by tier and then population (the catalog's row order), so each
-tier is one contiguous key range and a tier refresh is a single run.
+City keys are ordered by tier and then by the people who can choose (the catalog's row
+order), so each tier is one contiguous key range and a tier refresh is a single run.
 """
 
 from __future__ import annotations

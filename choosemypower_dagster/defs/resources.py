@@ -8,12 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
-from choosemypower_dagster.catalog.cities import City, catalog_path, load_catalog
+from choosemypower_dagster.catalog.cities import (
+    CatalogExceptionRow,
+    City,
+    catalog_path,
+    load_catalog,
+    load_exceptions,
+    packaged_catalog_path,
+    packaged_exceptions_path,
+)
+from choosemypower_dagster.catalog.tdsps import tdsps_by_duns
 from choosemypower_dagster.comparepower.client import ComparePowerClient
 from choosemypower_dagster.settings import API_KEY, API_URL, CITY_CATALOG, DATABASE_URL, Setting
 from choosemypower_dagster.warehouse.engine import get_engine
@@ -64,6 +74,15 @@ class CityCatalogResource(dg.ConfigurableResource):
     def load(self) -> list[City]:
         """Every validated city; raises `CatalogError` naming file, row and field."""
         return load_catalog(self.resolved_path())
+
+    def exceptions(self) -> tuple[CatalogExceptionRow, ...]:
+        """The reviewed exceptions the catalog's build applied: the packaged ones for the
+        packaged catalog, else a `catalog_exceptions.csv` beside the file (none without one)."""
+        path = Path(self.resolved_path())
+        if path.resolve() == packaged_catalog_path().resolve():
+            return load_exceptions()
+        beside = path.with_name(packaged_exceptions_path().name)
+        return load_exceptions(beside, known_duns=tdsps_by_duns()) if beside.is_file() else ()
 
 
 def _from_env(setting: Setting) -> dg.EnvVar | None:

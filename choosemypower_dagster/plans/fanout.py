@@ -98,15 +98,30 @@ def city_metadata(
     sources: set[str],
     skipped: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """What an engineer checks first about a refreshed city (and the plans it had to skip)."""
+    """What an engineer checks first about a refreshed city (and the plans it had to skip).
+
+    In a multi-TDSP city a home buys from one TDSP only, so the cheapest rate is also given
+    per TDSP.
+    """
     names = tdsps_by_duns()
+
+    def label(duns: str) -> str:
+        return names[duns].abbreviation if duns in names else duns
+
     rates = sorted(p.rate_1000 for p in plans)
     cheapest = sorted(plans, key=lambda p: (p.rate_1000, p.external_id))[:3]
     preview = "\n".join(
-        f"| {p.provider_name} | {p.name} | {p.term_months or ''} | {p.rate_1000 * 100:.1f} |"
+        f"| {p.provider_name} | {p.name} | {label(p.tdsp_duns)} | {p.term_months or ''} "
+        f"| {p.rate_1000 * 100:.1f} |"
         for p in cheapest
     )
     extra: dict[str, Any] = {}
+    if len(target.tdsp_duns) > 1:
+        extra["cheapest_rate_1000_cents_by_tdsp"] = {
+            label(d): round(min(p.rate_1000 for p in plans if p.tdsp_duns == d) * 100, 2)
+            for d in target.tdsp_duns
+            if any(p.tdsp_duns == d for p in plans)
+        }
     if skipped:
         extra["skipped_plans"] = "\n".join(skipped[:20])
     return {
@@ -116,11 +131,12 @@ def city_metadata(
         "provider_count": len({p.provider_name for p in plans}),
         "cheapest_rate_1000_cents": round(rates[0] * 100, 2),
         "median_rate_1000_cents": round(statistics.median(rates) * 100, 2),
-        "tdsps": ", ".join(names[d].abbreviation if d in names else d for d in target.tdsp_duns),
+        "tdsps": ", ".join(label(d) for d in target.tdsp_duns),
         "source": ", ".join(sorted(sources)),
         "plans_skipped": len(skipped),
         **extra,
-        "cheapest_plans": "| provider | plan | months | ¢/kWh |\n|---|---|---|---|\n" + preview,
+        "cheapest_plans": "| provider | plan | TDSP | months | ¢/kWh |\n|---|---|---|---|---|\n"
+        + preview,
     }
 
 
@@ -182,7 +198,8 @@ def refresh_cities(
                     conn,
                     {
                         target.slug: [
-                            totals.writes[p.tdsp_duns].plan_ids[p.external_id] for p in plans
+                            (totals.writes[p.tdsp_duns].plan_ids[p.external_id], p.tdsp_duns)
+                            for p in plans
                         ]
                         for target, plans in batch
                     },

@@ -197,7 +197,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, body)
 
     def _tdsps(self, universe: Universe, zip_code: str | None) -> tuple[int, bytes]:
-        """All TDSPs, or those serving one ZIP according to the packaged city catalog."""
+        """All TDSPs, or those serving one ZIP according to the city catalog in use."""
         if zip_code is None:
             return 200, universe.tdsps_json
         duns_list = self.server.sandbox.zip_tdsps().get(zip_code.strip(), [])
@@ -338,7 +338,7 @@ class SandboxServer:
         return [p for p in self.plans_for(duns) if p.get("tdsp", {}).get("duns_number") == duns]
 
     def zip_tdsps(self) -> dict[str, list[str]]:
-        """ZIP -> DUNS from the packaged city catalog, loaded once ({} when it is absent)."""
+        """ZIP -> DUNS from the city catalog in use, loaded once ({} when it is absent)."""
         if self._zip_tdsps is None:
             self._zip_tdsps = load_zip_tdsps()
         return self._zip_tdsps

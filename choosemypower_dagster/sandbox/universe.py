@@ -16,7 +16,10 @@ import random
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
+
+from choosemypower_dagster.settings import CITY_CATALOG, TDSP_TABLE, Setting
 
 from .objectid import ObjectIdFactory
 from .pricing import EXPECTED_USAGES, applies, display_pricing, expected_prices, price_at
@@ -214,30 +217,48 @@ class Universe:
         return source.get(duns, b"[]")
 
     def tdsp_by_duns(self, duns: str) -> Tdsp | None:
-        """The TDSP with this DUNS, if it is one of the five."""
+        """The TDSP with this DUNS, if it is one of the table's."""
         return next((t for t in self.tdsps if t.duns == duns), None)
 
 
+def data_file(setting: Setting, packaged: str) -> Path:
+    """The file a setting names, else the packaged `data/<packaged>` (the code location's rule).
+
+    The sandbox stands for an outside API: it reads the same files without importing the
+    code location's catalog modules.
+    """
+    override = setting.raw()
+    return Path(override or str(resources.files("choosemypower_dagster") / "data" / packaged))
+
+
 def load_tdsp_rows() -> list[dict[str, str]]:
-    """Rows of the packaged `data/tdsp_territories.csv`, DUNS kept as strings."""
-    text = resources.files("choosemypower_dagster").joinpath("data/tdsp_territories.csv")
-    return list(csv.DictReader(io.StringIO(text.read_text(encoding="utf-8"))))
+    """Rows of the TDSP table in use (`CHOOSEMYPOWER_TDSP_TABLE`, else the packaged one).
+
+    The sandbox serves plans for every TDSP of that table, so a new TDSP is a row, not code.
+    Read when a universe is first built: one table per process.
+    """
+    text = data_file(TDSP_TABLE, "tdsp_territories.csv").read_text(encoding="utf-8")
+    return list(csv.DictReader(io.StringIO(text)))
 
 
 def load_zip_tdsps() -> dict[str, list[str]]:
-    """ZIP -> DUNS list from the packaged city catalog (`zip_codes` = `ZIP:DUNS;...`), or {}."""
-    path = resources.files("choosemypower_dagster").joinpath("data/cities.csv")
+    """ZIP -> DUNS list of every ZIP of the city catalog in use, or {} without one.
+
+    Read from the `zips` column (`ZIP:TYPE:DUNS|DUNS;...`), which lists every USPS ZIP of a
+    page, PO-box and unique ZIPs included: the API answers for any ZIP a TDSP serves.
+    """
+    path = data_file(CITY_CATALOG, "cities.csv")
     if not path.is_file():
         return {}
     mapping: dict[str, list[str]] = {}
     for row in csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))):
-        for pair in (row.get("zip_codes") or "").split(";"):
-            zip_code, _, duns = pair.strip().partition(":")
-            if zip_code and duns:
-                known = mapping.setdefault(zip_code.strip(), [])
-                if duns.strip() not in known:
-                    known.append(duns.strip())
-    return mapping
+        for entry in (row.get("zips") or "").split(";"):
+            zip_code, _, rest = entry.strip().partition(":")
+            known = mapping.setdefault(zip_code, []) if zip_code else []
+            for duns in rest.partition(":")[2].split("|"):
+                if duns and duns not in known:
+                    known.append(duns)
+    return {zip_code: duns for zip_code, duns in mapping.items() if duns}
 
 
 def _slug(text: str) -> str:

@@ -2,7 +2,11 @@
 
 Keys are camelCase as the site's files always had them (`rate1000Kwh`, `termMonths`,
 `tdspDuns`, `providerId`); rates are dollars per kWh. Each plan is serialized once and its
-bytes reused in every city file that lists it (about 850 files share ~700 plans).
+bytes reused in every city file that lists it (about 840 files share ~700 plans).
+
+The files also say where plans can be bought: a city's coverage and ZIPs (with their USPS
+type and TDSPs) in `cities-tx.json`, each plan file's home ZIPs with their TDSPs, and
+`zip-tdsp-tx.json` from every ZIP of a listed city to its TDSPs and pages.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ TOP_PROVIDERS = 10
 RATE_DIGITS = 4
 CITIES_FILE = "cities-tx.json"
 PROVIDERS_FILE = "providers-tx.json"
+ZIP_INDEX_FILE = "zip-tdsp-tx.json"
 TDSPS_FILE = "tdsp-territories.json"
 SUMMARY_FILE = "build-summary.json"
 SANDBOX_NOTICE = (
@@ -172,15 +177,7 @@ def _city_entry(city: Any, summary: Any, has_file: bool) -> dict[str, Any]:
     entry["green100Share"] = _share(s.get("green_100_share"))
     entry["fixedRateShare"] = _share(s.get("fixed_rate_share"))
     entry["usageSensitivePlanCount"] = s.get("usage_sensitive_plans")
-    entry["cheapestPlanTypicalHome"] = (
-        {
-            "planId": s["cheapest_typical_plan_id"],
-            "effectiveRateTypicalHome": _cents(s.get("cheapest_typical_rate")),
-            "annualCostTypicalHome": s.get("cheapest_typical_annual_cost"),
-        }
-        if s.get("cheapest_typical_plan_id")
-        else None
-    )
+    entry["cheapestPlanTypicalHome"] = _typical_cheapest(s)
     entry["cheapestPlanByTerm"] = [
         {
             "termMonths": term,
@@ -215,6 +212,142 @@ def _provider_entry(row: Any) -> dict[str, Any]:
         "firstSeenAt": iso(row.first_seen_at),
         "lastSeenAt": iso(row.last_seen_at),
     }
+
+
+# -- where: the territory truth of each city (ZIPs, coverage, figures per TDSP) ------------
+
+#: The USPS ZIP types as the export names them (the warehouse keeps the one-letter code).
+ZIP_TYPE_NAMES = {"S": "standard", "P": "po_box", "U": "unique", "M": "military"}
+STANDARD_ZIP = "S"
+
+
+@dataclass
+class Territory:
+    """Each city's ZIPs (zip, type letter, DUNS) and its per-TDSP summary rows, by city slug."""
+
+    zips: dict[str, list[tuple[str, str, list[str]]]] = field(default_factory=dict)
+    per_tdsp: dict[str, dict[str, Any]] = field(default_factory=dict)  # multi-TDSP cities
+
+
+def load_territory(conn: sa.Connection) -> Territory:
+    """The city_zips and city_tdsp_summaries tables, in two queries."""
+    out = Territory()
+    z = t.city_zips.c
+    for slug, zip_code, zip_type, duns in conn.execute(
+        sa.select(z.city_slug, z.zip_code, z.zip_type, z.tdsp_duns).order_by(
+            z.city_slug, z.zip_code
+        )
+    ):
+        out.zips.setdefault(slug, []).append(
+            (zip_code, zip_type, [d for d in duns.split(";") if d])
+        )
+    c, s = t.cities.c, t.city_tdsp_summaries.c
+    multi = sa.select(c.slug).where(c.tdsp_duns.contains(";"))  # a single TDSP: its city row
+    for row in conn.execute(sa.select(t.city_tdsp_summaries).where(s.city_slug.in_(multi))):
+        out.per_tdsp.setdefault(row.city_slug, {})[row.tdsp_duns] = row._mapping
+    return out
+
+
+def _typical_cheapest(s: Any) -> dict[str, Any] | None:
+    """The cheapest plan over the usage profile's year in a summary row, or None."""
+    if not s.get("cheapest_typical_plan_id"):
+        return None
+    return {
+        "planId": s["cheapest_typical_plan_id"],
+        "effectiveRateTypicalHome": _cents(s.get("cheapest_typical_rate")),
+        "annualCostTypicalHome": s.get("cheapest_typical_annual_cost"),
+    }
+
+
+def _tdsp_summary_entry(duns: str, s: Any) -> dict[str, Any]:
+    """One TDSP's figures inside a city: what a home served by that TDSP can buy."""
+    s = s or {}
+    entry: dict[str, Any] = {
+        "tdspDuns": duns,
+        "planCount": s.get("plan_count", 0),
+        "providerCount": s.get("provider_count", 0),
+    }
+    for usage in USAGES:
+        for stat, label in _STATS:
+            entry[f"{label}Rate{usage}Kwh"] = rate(s.get(f"rate_{usage}_{stat}"))
+    entry["green100Share"] = _share(s.get("green_100_share"))
+    entry["fixedRateShare"] = _share(s.get("fixed_rate_share"))
+    entry["cheapestPlanByTerm"] = [
+        {
+            "termMonths": term,
+            "planId": s[f"cheapest_{term}m_plan_id"],
+            "rate1000Kwh": rate(s[f"cheapest_{term}m_rate_1000"]),
+        }
+        for term in TERMS
+        if s.get(f"cheapest_{term}m_plan_id")
+    ]
+    entry["usageSensitivePlanCount"] = s.get("usage_sensitive_plans")
+    entry["cheapestPlanTypicalHome"] = _typical_cheapest(s)
+    return entry
+
+
+#: The figures of a TDSP summary entry, which a city entry names alike.
+_TDSP_FIGURES = tuple(k for k in _tdsp_summary_entry("", None) if k != "tdspDuns")
+
+
+def _city_duns(city: Any) -> list[str]:
+    return [d for d in city.tdsp_duns.split(";") if d]
+
+
+def _territory_fields(city: Any, territory: Territory, entry: dict[str, Any]) -> dict[str, Any]:
+    """Where the city's plans can be bought: coverage, every ZIP with its TDSPs, and the
+    figures per TDSP. A multi-TDSP city needs the person's ZIP (`needsZip`); a single-TDSP
+    city's one TDSP summary is its own figures (`entry`), taken as they are."""
+    duns = _city_duns(city)
+    if len(duns) == 1:
+        summaries = [{"tdspDuns": duns[0], **{k: entry[k] for k in _TDSP_FIGURES}}]
+    else:
+        per_tdsp = territory.per_tdsp.get(city.slug, {})
+        summaries = [_tdsp_summary_entry(d, per_tdsp.get(d)) for d in duns]
+    return {
+        "coverage": city.coverage,
+        "competitiveZipShare": _share(city.competitive_zip_share),
+        "choosingPopulation": city.choosing_population,
+        "needsZip": len(duns) > 1,
+        "zips": [
+            {"zip": zip_code, "type": ZIP_TYPE_NAMES.get(kind, kind), "tdspDuns": served}
+            for zip_code, kind, served in territory.zips.get(city.slug, [])
+        ],
+        "tdspSummaries": summaries,
+    }
+
+
+def _only_per_tdsp(entry: dict[str, Any]) -> None:
+    """In a multi-TDSP city no home can buy every plan: the city-wide cheapest figures are
+    emptied (null, or [] for lists) and the per-TDSP ones in `tdspSummaries` stand."""
+    for key, value in entry.items():
+        if key.startswith("cheapest"):
+            entry[key] = [] if isinstance(value, list) else None
+
+
+def _plans_file_territory(city: Any, territory: Territory) -> bytes:
+    """The fields a city's plan file carries beside its plans: whether the site must ask for
+    the ZIP, and each standard (home) ZIP's TDSPs ([] = a municipal utility or co-op)."""
+    homes = {
+        zip_code: served
+        for zip_code, kind, served in territory.zips.get(city.slug, [])
+        if kind == STANDARD_ZIP
+    }
+    needs_zip = b"true" if len(_city_duns(city)) > 1 else b"false"
+    return b',"needsZip":' + needs_zip + b',"zipTdsps":' + dumps(homes)
+
+
+def _zip_index(cities: list[Any], territory: Territory) -> bytes:
+    """zip-tdsp-tx.json: every ZIP of a listed city to its type, TDSPs and city pages."""
+    index: dict[str, dict[str, Any]] = {}
+    for city in cities:
+        for zip_code, kind, served in territory.zips.get(city.slug, []):
+            item = index.setdefault(
+                zip_code,
+                {"type": ZIP_TYPE_NAMES.get(kind, kind), "tdspDuns": served, "cities": []},
+            )
+            item["cities"].append(city.slug)
+    return dumps({"zips": {zip_code: index[zip_code] for zip_code in sorted(index)}})
 
 
 def _latest_refresh(conn: sa.Connection, run_id: str | None) -> Any:
@@ -259,10 +392,12 @@ def build_site_files(
         by_city[slug].append(plan_id)
 
     cities = conn.execute(sa.select(t.cities).where(t.cities.c.in_catalog)).all()
-    cities.sort(key=lambda c: (c.tier, -(c.population or 0), c.slug))
+    # the catalog's ranking: by tier, then by the people who can choose
+    cities.sort(key=lambda c: (c.tier, -(c.choosing_population or c.population or 0), c.slug))
     summaries = {
         row.city_slug: row._mapping for row in conn.execute(sa.select(t.city_summaries)).all()
     }
+    territory = load_territory(conn)
 
     plan_files = 0
     city_entries = []
@@ -271,12 +406,21 @@ def build_site_files(
         if listed is not None:
             ids = sorted((pid for pid in listed if pid in encoded), key=rank.__getitem__)
             out.files[plans_file(city.slug)] = (
-                b'{"plans":[' + b",".join(encoded[pid] for pid in ids) + b"]}"
+                b'{"plans":['
+                + b",".join(encoded[pid] for pid in ids)
+                + b"]"
+                + _plans_file_territory(city, territory)
+                + b"}"
             )
             plan_files += 1
         summary = summaries.get(city.slug)
-        city_entries.append(_city_entry(city, summary, bool(listed)))
+        entry = _city_entry(city, summary, bool(listed))
+        entry.update(_territory_fields(city, territory, entry))
+        if entry["needsZip"]:
+            _only_per_tdsp(entry)
+        city_entries.append(entry)
     out.files[CITIES_FILE] = dumps({"cities": city_entries})
+    out.files[ZIP_INDEX_FILE] = _zip_index(cities, territory)
 
     providers = conn.execute(sa.select(t.providers).order_by(t.providers.c.name)).all()
     out.files[PROVIDERS_FILE] = dumps({"providers": [_provider_entry(r) for r in providers]})
@@ -338,6 +482,9 @@ def build_site_files(
         "price_changes": price_changes,
         "cheapest_rate_1000": cheapest,
         "refresh_run_id": refresh.run_id if refresh is not None else None,
+        "partial_cities": sum(c.coverage == "partial" for c in cities),
+        "multi_tdsp_cities": sum(len(_city_duns(c)) > 1 for c in cities),
+        "zip_codes": len({z for c in cities for z, _, _ in territory.zips.get(c.slug, [])}),
     }
     out.files[SUMMARY_FILE] = dumps(
         _build_summary(out, refresh, source, sandbox, price_changes, cheapest, now, profile)

@@ -74,8 +74,13 @@ def _none_if_nan(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def compute_city_summaries(conn: sa.Connection, now: datetime) -> pd.DataFrame:
-    """A row per catalog city: plan and provider counts, rate statistics, cheapest per term."""
+def compute_city_summaries(
+    conn: sa.Connection, now: datetime, plans: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """A row per catalog city: plan and provider counts, rate statistics, cheapest per term.
+
+    `plans` is `active_city_plans(conn)` when the caller has already read it (to share it).
+    """
     cities = pd.DataFrame(
         conn.execute(
             sa.select(t.cities.c.slug, t.cities.c.name, t.cities.c.tier).where(
@@ -84,7 +89,8 @@ def compute_city_summaries(conn: sa.Connection, now: datetime) -> pd.DataFrame:
         ).all(),
         columns=["city_slug", "name", "tier"],
     )
-    plans = active_city_plans(conn)
+    if plans is None:
+        plans = active_city_plans(conn)
     numeric = ("term_months", "percent_green", "rate_500", "rate_1000", "rate_2000")
     for column in (*numeric, "typical_rate", "annual_cost_typical"):
         # An all-NULL column would come back as objects, and comparisons/medians would fail.

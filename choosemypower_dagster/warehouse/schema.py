@@ -34,11 +34,25 @@ cities = sa.Table(
     sa.Column("latitude", sa.Float),
     sa.Column("longitude", sa.Float),
     sa.Column("tier", sa.String(8), nullable=False, index=True),
-    sa.Column("primary_tdsp_duns", sa.String(13), nullable=False),
+    sa.Column("primary_tdsp_duns", sa.String(13)),  # NULL when TDSPs tie for the most ZIPs
     sa.Column("tdsp_duns", sa.String(128), nullable=False),  # ';'-joined DUNS list
-    sa.Column("zip_count", sa.Integer, nullable=False),
+    sa.Column("zip_count", sa.Integer, nullable=False),  # ZIPs of the page, every USPS type
     sa.Column("in_catalog", sa.Boolean, nullable=False, default=True),
     sa.Column("updated_at", TS, nullable=False),
+    # Migration 0005, the territory truth (NULL on rows texas_cities has not rewritten since):
+    sa.Column("coverage", sa.String(8)),  # full or partial
+    sa.Column("competitive_zip_share", sa.Float),  # competitive standard ZIPs / standard ZIPs
+    sa.Column("choosing_population", sa.Integer),  # population x share: tiers rank by it
+)
+
+# Every ZIP of a city page with its USPS type and the TDSPs serving it (migration 0005).
+city_zips = sa.Table(
+    "city_zips",
+    metadata,
+    sa.Column("city_slug", sa.String(96), primary_key=True),
+    sa.Column("zip_code", sa.String(5), primary_key=True, index=True),
+    sa.Column("zip_type", sa.String(1), nullable=False),  # S standard, P PO box, U unique, M
+    sa.Column("tdsp_duns", sa.String(128), nullable=False),  # ';'-joined; '' = not competitive
 )
 
 zip_code_mappings = sa.Table(
@@ -127,6 +141,7 @@ city_plan_availability = sa.Table(
     sa.Column("city_slug", sa.String(96), primary_key=True),
     sa.Column("plan_id", sa.String(24), primary_key=True, index=True),
     sa.Column("refreshed_at", TS, nullable=False),
+    sa.Column("tdsp_duns", sa.String(13), nullable=False),  # the TDSP the plan comes from (0005)
 )
 
 city_summaries = sa.Table(
@@ -158,6 +173,46 @@ city_summaries = sa.Table(
     sa.Column("cheapest_typical_annual_cost", sa.Float),
     sa.Column("usage_sensitive_plans", sa.Integer),
     sa.Column("plans_refreshed_at", TS),
+    sa.Column("computed_at", TS, nullable=False),
+)
+
+
+def _rollup_columns() -> list[sa.Column]:
+    """The figures of a summary row: counts, rates per usage, shares, cheapest plan per term."""
+    return [
+        sa.Column("plan_count", sa.Integer, nullable=False),
+        sa.Column("provider_count", sa.Integer, nullable=False),
+        *[
+            sa.Column(f"rate_{usage}_{stat}", sa.Float)
+            for usage in USAGES
+            for stat in ("min", "median", "mean", "max")
+        ],
+        sa.Column("green_100_share", sa.Float),
+        sa.Column("fixed_rate_share", sa.Float),
+        *[
+            col
+            for term in TERMS
+            for col in (
+                sa.Column(f"cheapest_{term}m_plan_id", sa.String(24)),
+                sa.Column(f"cheapest_{term}m_rate_1000", sa.Float),
+            )
+        ],
+    ]
+
+
+# A row per (city, TDSP serving it), over the plans of that TDSP only: inside a multi-TDSP
+# city, what a home served by that TDSP can buy (migration 0005).
+city_tdsp_summaries = sa.Table(
+    "city_tdsp_summaries",
+    metadata,
+    sa.Column("city_slug", sa.String(96), primary_key=True),
+    sa.Column("tdsp_duns", sa.String(13), primary_key=True),
+    *_rollup_columns(),
+    # The typical-year figures of city_summaries (migration 0004), per TDSP.
+    sa.Column("cheapest_typical_plan_id", sa.String(24)),
+    sa.Column("cheapest_typical_rate", sa.Float),
+    sa.Column("cheapest_typical_annual_cost", sa.Float),
+    sa.Column("usage_sensitive_plans", sa.Integer),
     sa.Column("computed_at", TS, nullable=False),
 )
 

@@ -49,11 +49,14 @@ def write_tier_cities(
             "latitude": c.latitude,
             "longitude": c.longitude,
             "tier": tier,
-            "primary_tdsp_duns": c.primary_tdsp_duns,
+            "primary_tdsp_duns": c.primary_tdsp_duns or None,  # a tie has none
             "tdsp_duns": ";".join(c.tdsp_duns),
-            "zip_count": len({z for z, _ in c.zip_codes}),
+            "zip_count": len(c.zips),
             "in_catalog": True,
             "updated_at": now,
+            "coverage": c.coverage,
+            "competitive_zip_share": c.competitive_zip_share,
+            "choosing_population": c.choosing_population,
         }
         for c in cities
     ]
@@ -65,20 +68,35 @@ def write_tier_cities(
         .values(in_catalog=False, updated_at=now)
     ).rowcount
     old_slugs = sa.select(t.cities.c.slug).where(t.cities.c.tier == tier)
-    conn.execute(
-        sa.delete(t.zip_code_mappings).where(
-            sa.or_(
-                t.zip_code_mappings.c.city_slug.in_(slugs),
-                t.zip_code_mappings.c.city_slug.in_(old_slugs),
+    for table in (t.zip_code_mappings, t.city_zips):
+        conn.execute(
+            sa.delete(table).where(
+                sa.or_(table.c.city_slug.in_(slugs), table.c.city_slug.in_(old_slugs))
             )
         )
-    )
     zips = [
         {"zip_code": z, "tdsp_duns": d, "city_slug": c.slug} for c in cities for z, d in c.zip_codes
     ]
     if zips:
         conn.execute(sa.insert(t.zip_code_mappings), zips)
-    return {"cities": len(rows), "zip_mappings": len(zips), "dropped_from_catalog": dropped}
+    city_zips = [
+        {
+            "city_slug": c.slug,
+            "zip_code": z.zip,
+            "zip_type": z.type,
+            "tdsp_duns": ";".join(z.tdsp_duns),
+        }
+        for c in cities
+        for z in c.zips
+    ]
+    if city_zips:
+        conn.execute(sa.insert(t.city_zips), city_zips)
+    return {
+        "cities": len(rows),
+        "zip_mappings": len(zips),
+        "city_zips": len(city_zips),
+        "dropped_from_catalog": dropped,
+    }
 
 
 @dataclass
@@ -255,15 +273,18 @@ def write_tdsp_plans(
 
 
 def replace_city_availability(
-    conn: sa.Connection, plan_ids_by_city: Mapping[str, Sequence[str]], now: datetime
+    conn: sa.Connection,
+    plans_by_city: Mapping[str, Sequence[tuple[str, str]]],
+    now: datetime,
 ) -> tuple[int, int]:
-    """Make each city's availability exactly its plan ids; returns (added, removed) rows.
+    """Make each city's availability exactly its (plan id, TDSP DUNS) pairs; returns (added,
+    removed) rows. Each row keeps the TDSP its plan comes from.
 
     All the cities given are written by a handful of statements inside the caller's
     transaction, whatever their number: a city is never half-written.
     """
     avail = t.city_plan_availability
-    slugs = list(plan_ids_by_city)
+    slugs = list(plans_by_city)
     if not slugs:
         return 0, 0
     current = set(
@@ -271,7 +292,8 @@ def replace_city_availability(
             sa.select(avail.c.city_slug, avail.c.plan_id).where(avail.c.city_slug.in_(slugs))
         ).tuples()
     )
-    wanted = {(slug, pid) for slug, ids in plan_ids_by_city.items() for pid in ids}
+    tdsp_of = {pid: duns for pairs in plans_by_city.values() for pid, duns in pairs}
+    wanted = {(slug, pid) for slug, pairs in plans_by_city.items() for pid, _ in pairs}
     removed = sorted(current - wanted)
     for start in range(0, len(removed), 1000):
         conn.execute(
@@ -284,7 +306,10 @@ def replace_city_availability(
     upsert(
         conn,
         avail,
-        [{"city_slug": slug, "plan_id": pid, "refreshed_at": now} for slug, pid in added],
+        [
+            {"city_slug": slug, "plan_id": pid, "refreshed_at": now, "tdsp_duns": tdsp_of[pid]}
+            for slug, pid in added
+        ],
         keys=["city_slug", "plan_id"],
         update=[],
     )

@@ -33,7 +33,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 # Columns a run restamps without changing what they describe: the rollups are recomputed
 # (same values) by every run, and the refresh log gets one row per run by design.
-RESTAMPED = {"city_summaries": {"computed_at"}, "providers": {"updated_at"}}
+RESTAMPED = {
+    "city_summaries": {"computed_at"},
+    "city_tdsp_summaries": {"computed_at"},
+    "providers": {"updated_at"},
+}
 RUN_LOG_TABLES = {"refresh_log"}
 
 

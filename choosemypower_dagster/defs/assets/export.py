@@ -47,10 +47,12 @@ def site_export(
 ) -> dg.MaterializeResult:
     """The files the site reads, in CHOOSEMYPOWER_EXPORT_DIR (default build/site-data/).
 
-    cities-tx.json, providers-tx.json, tdsp-territories.json, one plans-<slug>.json per city
-    and build-summary.json. Each export is written to its own directory and published by
-    one atomic switch of the link at CHOOSEMYPOWER_EXPORT_DIR (site/publish.py): a failure
-    or a signal leaves the previous export whole and current. Sandbox data is labelled.
+    cities-tx.json (with each city's coverage, ZIPs and figures per TDSP), providers-tx.json,
+    tdsp-territories.json, one plans-<slug>.json per city (with its home ZIPs' TDSPs and
+    needsZip), zip-tdsp-tx.json (every ZIP of a listed city to its TDSPs and pages) and
+    build-summary.json. Each export is written to its own directory and published by one
+    atomic switch of the link at CHOOSEMYPOWER_EXPORT_DIR (site/publish.py): a failure or a
+    signal leaves the previous export whole and current. Sandbox data is labelled.
     """
     started = time.monotonic()
     directory = resolve_export_dir(config.export_dir)
@@ -97,6 +99,9 @@ def site_export(
             "active_plans": f["active_plans"],
             "active_providers": f["active_providers"],
             "cheapest_rate_1000_cents": cents(f["cheapest_rate_1000"]),
+            "partial_cities": f["partial_cities"],
+            "multi_tdsp_cities": f["multi_tdsp_cities"],
+            "zip_codes": f["zip_codes"],
             "price_changes": f["price_changes"],
             "stale_files_removed": len(published.removed),
             "build_seconds": round(built - started, 3),

@@ -8,8 +8,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
+import pandas as pd
 from pydantic import Field
 
+from choosemypower_dagster.catalog.tdsps import tdsps_by_duns
 from choosemypower_dagster.comparepower.client import ComparePowerClient
 from choosemypower_dagster.defs.keys import (
     API_POOL,
@@ -27,7 +29,7 @@ from choosemypower_dagster.defs.resources import WarehouseResource
 from choosemypower_dagster.lib.display import cents, markdown_table
 from choosemypower_dagster.plans.fanout import RefreshTotals, refresh_cities
 from choosemypower_dagster.settings import CACHE_TTL_MINUTES
-from choosemypower_dagster.warehouse import rollups
+from choosemypower_dagster.warehouse import rollups, tdsp_rollups
 from choosemypower_dagster.warehouse.refresh_log import write_refresh_log
 
 
@@ -79,7 +81,9 @@ CITY_SUMMARIES_SPEC = dg.AssetSpec(
     description=(
         "One row per city: plan and provider counts, rates at 500/1000/2000 kWh, green and "
         "fixed shares, cheapest plan per term, the cheapest plan over a typical Texas year "
-        "(the usage profile, priced month by month) and how many plans are usage-sensitive. "
+        "(the usage profile, priced month by month) and how many plans are usage-sensitive; "
+        "and in city_tdsp_summaries the same figures per (city, TDSP serving it), since a home "
+        "buys from its ZIP's TDSP only (a multi-TDSP city's cheapest figures are per TDSP). "
         "Refreshed in the same run as the plans, so as fresh as the newest plan refresh "
         "(under 2 hours for tier1 cities)."
     ),
@@ -110,8 +114,11 @@ def _summaries_result(
     warehouse: WarehouseResource, now: datetime, warnings: list[str]
 ) -> dg.MaterializeResult:
     with warehouse.begin() as conn:
-        frame = rollups.compute_city_summaries(conn, now)
+        plans = rollups.active_city_plans(conn)  # read once for both roll-ups
+        frame = rollups.compute_city_summaries(conn, now, plans)
         written = rollups.write_city_summaries(conn, frame)
+        by_tdsp = tdsp_rollups.compute_city_tdsp_summaries(conn, now, frame, plans)
+        tdsp_rows = tdsp_rollups.write_city_tdsp_summaries(conn, by_tdsp)
     covered = frame[frame["plan_count"] > 0]
     preview = frame.sort_values("rate_1000_min").head(10)
     rows = [
@@ -135,8 +142,31 @@ def _summaries_result(
             "cheapest_typical_year_cents": cents(frame["cheapest_typical_rate"].min()),
             "preview": md(markdown_table(rows, list(rows[0]) if rows else ["city"])),
             **({REFRESH_WARNINGS: dg.MetadataValue.json(warnings)} if warnings else {}),
+            **_per_tdsp_metadata(by_tdsp, tdsp_rows),
         },
     )
+
+
+def _per_tdsp_metadata(by_tdsp: pd.DataFrame, written: int) -> dict[str, Any]:
+    """The per-TDSP rows: how many, and the multi-TDSP cities' cheapest rate per TDSP."""
+    names = {d: x.abbreviation for d, x in tdsps_by_duns().items()}
+    counts = by_tdsp.groupby("city_slug")["tdsp_duns"].transform("size")
+    multi = by_tdsp[counts > 1].assign(empty=lambda f: f["plan_count"] == 0)
+    multi = multi.sort_values(["empty", "city_slug", "tdsp_duns"])  # refreshed cities first
+    rows = [
+        {
+            "city": r["city_slug"],
+            "TDSP": names.get(r["tdsp_duns"], r["tdsp_duns"]),
+            "plans": int(r["plan_count"]),
+            "cheapest ¢": cents(r["rate_1000_min"]),
+        }
+        for r in multi.head(20).to_dict("records")
+    ]
+    return {
+        "tdsp_rows_written": int(written),
+        "multi_tdsp_cities": int(multi["city_slug"].nunique()),
+        "per_tdsp_preview": md(markdown_table(rows, ["city", "TDSP", "plans", "cheapest ¢"])),
+    }
 
 
 def _providers_result(warehouse: WarehouseResource, now: datetime) -> dg.MaterializeResult:

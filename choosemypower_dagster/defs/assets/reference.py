@@ -1,13 +1,18 @@
-"""Reference assets: the TDSP territories and the Texas city catalog, tier by tier."""
+"""Reference assets: the TDSP territories and the Texas city catalog, tier by tier, with the
+catalog's checks."""
 
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 
+from choosemypower_dagster.catalog.cities import CatalogExceptionRow
 from choosemypower_dagster.catalog.tdsps import load_tdsps, tdsps_by_duns
-from choosemypower_dagster.defs.keys import OWNER, REFERENCE_GROUP, TDSP_TERRITORIES
+from choosemypower_dagster.checks import catalog as catalog_checks
+from choosemypower_dagster.defs.keys import OWNER, REFERENCE_GROUP, TDSP_TERRITORIES, TEXAS_CITIES
 from choosemypower_dagster.defs.metadata import md, warehouse_kind
 from choosemypower_dagster.defs.partitions import tier_partitions
 from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
@@ -21,9 +26,10 @@ from choosemypower_dagster.warehouse.writes import write_tdsps, write_tier_citie
     kinds={"sqlalchemy", warehouse_kind()},
 )
 def tdsp_territories(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """The five ERCOT competitive TDSPs with their official DUNS numbers (packaged data).
+    """The ERCOT competitive TDSPs with their official DUNS numbers (packaged data).
 
-    Changes only when the package does; every plan and city refers to these DUNS.
+    One row per TDSP of data/tdsp_territories.csv (or CHOOSEMYPOWER_TDSP_TABLE): a new TDSP is
+    a row, not code. Changes only when that table does; every plan and city refers to these.
     """
     tdsps = load_tdsps()
     with warehouse.begin() as conn:
@@ -41,6 +47,94 @@ def tdsp_territories(warehouse: WarehouseResource) -> dg.MaterializeResult:
     )
 
 
+# Checks on the catalog as stored, evaluated in the texas_cities step itself: the step records
+# its tiers with AssetMaterialization events, so a separate check step would be skipped.
+COMPETITIVE_STANDARD_ZIP = "every_city_has_a_competitive_standard_zip"
+TDSPS_FROM_STANDARD_ZIPS = "no_tdsp_from_po_box_or_unique_zips_alone"
+PARTIAL_COVERAGE = "partially_competitive_cities"
+_OF_THE_RUN = " Evaluated on the cities of the tiers the run wrote, as the warehouse holds them."
+
+CATALOG_CHECK_SPECS = [
+    dg.AssetCheckSpec(
+        COMPETITIVE_STANDARD_ZIP,
+        asset=TEXAS_CITIES,
+        blocking=True,
+        description=(
+            "Every city has at least one competitive standard ZIP (where homes are and can "
+            "choose a retail provider); offending cities listed (ERROR)." + _OF_THE_RUN
+        ),
+    ),
+    dg.AssetCheckSpec(
+        TDSPS_FROM_STANDARD_ZIPS,
+        asset=TEXAS_CITIES,
+        blocking=True,
+        description=(
+            "No city's TDSP comes only from its PO-box or unique ZIPs: every TDSP of a city "
+            "serves one of its standard ZIPs; offending pairs listed with the ZIPs that name "
+            "them (ERROR)." + _OF_THE_RUN
+        ),
+    ),
+    dg.AssetCheckSpec(
+        PARTIAL_COVERAGE,
+        asset=TEXAS_CITIES,
+        description=(
+            "Partially competitive cities (some standard ZIPs served by a municipal utility or "
+            "co-op) listed with their competitive ZIP shares; WARN when a tier1 city is under "
+            "half competitive." + _OF_THE_RUN
+        ),
+    ),
+]
+
+
+def _catalog_check_results(
+    warehouse: WarehouseResource, tiers: list[str]
+) -> Iterator[dg.AssetCheckResult]:
+    """The catalog checks over the stored cities of `tiers`."""
+    started = time.monotonic()
+    with warehouse.begin() as conn:
+        stored = catalog_checks.load_stored_cities(conn, tiers)
+    evaluations = [
+        (COMPETITIVE_STANDARD_ZIP, catalog_checks.check_competitive_standard_zip, "ERROR"),
+        (TDSPS_FROM_STANDARD_ZIPS, catalog_checks.check_tdsps_from_standard_zips, "ERROR"),
+        (PARTIAL_COVERAGE, catalog_checks.check_partial_coverage, "WARN"),
+    ]
+    for name, evaluate, severity in evaluations:
+        outcome = evaluate(stored)
+        yield dg.AssetCheckResult(
+            asset_key=TEXAS_CITIES,
+            check_name=name,
+            passed=outcome.passed,
+            severity=dg.AssetCheckSeverity(severity),
+            description=outcome.description,
+            metadata={
+                **outcome.metadata,
+                "tiers": ", ".join(tiers),
+                "seconds": round(time.monotonic() - started, 3),
+            },
+        )
+
+
+def _exceptions_metadata(rows: tuple[CatalogExceptionRow, ...]) -> dict[str, Any]:
+    """The reviewed exceptions the catalog's build applied, as a table for the UI."""
+    names = {d: x.abbreviation for d, x in tdsps_by_duns().items()}
+    table = [
+        {
+            "zip": r.zip,
+            "tdsp": names.get(r.tdsp_duns, r.tdsp_duns),
+            "city": r.city_slug,
+            "action": r.action,
+            "reason": r.reason.replace("|", "/"),
+        }
+        for r in rows
+    ]
+    metadata: dict[str, Any] = {"catalog_exceptions_applied": len(rows)}
+    if rows:
+        metadata["catalog_exceptions"] = md(
+            markdown_table(table, ["zip", "tdsp", "city", "action", "reason"], limit=len(table))
+        )
+    return metadata
+
+
 @dg.asset(
     group_name=REFERENCE_GROUP,
     owners=[OWNER],
@@ -49,36 +143,51 @@ def tdsp_territories(warehouse: WarehouseResource) -> dg.MaterializeResult:
     backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[TDSP_TERRITORIES],
     output_required=False,
+    check_specs=CATALOG_CHECK_SPECS,
 )
 def texas_cities(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
     city_catalog: CityCatalogResource,
-) -> Iterator[dg.AssetMaterialization]:
-    """Cities of one tier from the packaged catalog, with the TDSP of each ZIP code.
+) -> Iterator[dg.AssetMaterialization | dg.AssetCheckResult]:
+    """Cities of one tier from the packaged catalog, with every ZIP of each page.
 
-    tier1 = 200 most populous, tier2 = next 300, tier3 = the rest. A bad catalog row fails
-    the run naming file, row and field, and nothing of the tier is written. Re-read daily and
-    whenever the catalog file changes; it is only as stale as the packaged catalog.
+    A page lists every USPS ZIP with its type and TDSPs; only standard ZIPs (homes) give a
+    city its TDSPs, and a city whose standard ZIPs are only partly competitive is `partial`,
+    with its share. Tiers rank by the people who can choose (population x share): tier1 = the
+    first 200, tier2 = the next 300, tier3 = the rest. A bad catalog row fails the run naming
+    file, row and field, and nothing of the tier is written. Checked after writing (ERROR: a
+    city without a competitive standard ZIP, a TDSP from PO-box/unique ZIPs alone; WARN: a
+    tier1 city under half competitive). Re-read daily and whenever the catalog file changes;
+    it is only as stale as the packaged catalog.
     """
     cities = city_catalog.load()  # validates the whole file before anything is written
+    exceptions = _exceptions_metadata(city_catalog.exceptions())
     names = {d: t.abbreviation for d, t in tdsps_by_duns().items()}
     now = datetime.now(UTC)
-    for tier in context.partition_keys:
+    tiers = list(context.partition_keys)
+    for tier in tiers:
         of_tier = [c for c in cities if c.tier == tier]
         with warehouse.begin() as conn:
             counts = write_tier_cities(conn, tier, of_tier, now)
         per_tdsp = Counter(names[d] for c in of_tier for d in c.tdsp_duns)
-        context.log.info(f"{tier}: wrote {counts['cities']} cities, {counts['zip_mappings']} ZIPs")
+        context.log.info(
+            f"{tier}: wrote {counts['cities']} cities, {counts['city_zips']} ZIPs of their pages"
+        )
         yield dg.AssetMaterialization(
             asset_key=context.asset_key,
             partition=tier,
             metadata={
                 "rows_written": counts["cities"],
                 "zip_mappings_written": counts["zip_mappings"],
+                "city_zips_written": counts["city_zips"],
                 "dropped_from_catalog": counts["dropped_from_catalog"],
                 "cities_per_tdsp": dict(sorted(per_tdsp.items())),
+                "partial_cities": sum(c.coverage == "partial" for c in of_tier),
+                "multi_tdsp_cities": sum(len(c.tdsp_duns) > 1 for c in of_tier),
+                "primary_tdsp_ties": sum(not c.primary_tdsp_duns for c in of_tier),
                 "catalog": city_catalog.resolved_path(),
+                **exceptions,
                 "preview": md(
                     markdown_table(
                         [
@@ -87,13 +196,25 @@ def texas_cities(
                                 "name": c.name,
                                 "county": c.county,
                                 "population": c.population,
+                                "choosing": c.choosing_population,
+                                "share": f"{c.competitive_zip_share:.2f}",
                                 "tdsps": ", ".join(names[d] for d in c.tdsp_duns),
-                                "zips": len(c.zip_codes),
+                                "zips": len(c.zips),
                             }
                             for c in of_tier
                         ],
-                        ["slug", "name", "county", "population", "tdsps", "zips"],
+                        [
+                            "slug",
+                            "name",
+                            "county",
+                            "population",
+                            "choosing",
+                            "share",
+                            "tdsps",
+                            "zips",
+                        ],
                     )
                 ),
             },
         )
+    yield from _catalog_check_results(warehouse, tiers)

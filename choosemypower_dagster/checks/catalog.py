@@ -1,0 +1,170 @@
+"""The catalog is data, so it gets checks: the territory truth of the cities as stored.
+
+Read back from the warehouse after `texas_cities` writes them (cities, city_zips), for the
+tiers that run wrote:
+
+- every city has at least one competitive standard ZIP: a page with no home that can choose
+  has nothing true to show (ERROR);
+- every TDSP of a city comes from one of its standard ZIPs, never from PO-box or unique ZIPs
+  alone: nobody lives at a PO box (ERROR);
+- partially competitive cities, listed with their shares; a tier1 city under half
+  competitive is a WARN (most of its people cannot choose, yet it is refreshed hourly).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from choosemypower_dagster.catalog.cities import STANDARD, ZIP_TYPES, CityZip
+from choosemypower_dagster.checks.outcome import Outcome, offending, rows_table
+from choosemypower_dagster.warehouse import schema as t
+
+#: Below this competitive share a tier1 city is worth a warning.
+TIER1_MIN_SHARE = 0.5
+WARNED_TIER = "tier1"
+
+
+@dataclass(frozen=True)
+class StoredCity:
+    """A catalog city as the warehouse holds it, with every ZIP of its page."""
+
+    slug: str
+    name: str
+    tier: str
+    population: int | None
+    tdsp_duns: tuple[str, ...]
+    zips: tuple[CityZip, ...]
+
+    @property
+    def standard(self) -> list[CityZip]:
+        return [z for z in self.zips if z.type == STANDARD]
+
+    @property
+    def competitive(self) -> list[CityZip]:
+        return [z for z in self.standard if z.tdsp_duns]
+
+    @property
+    def share(self) -> float | None:
+        """Competitive standard ZIPs / standard ZIPs (None without a standard ZIP)."""
+        return len(self.competitive) / len(self.standard) if self.standard else None
+
+
+def load_stored_cities(conn: sa.Connection, tiers: Iterable[str]) -> list[StoredCity]:
+    """The catalog cities of `tiers` with their ZIPs, in two queries."""
+    c, z = t.cities.c, t.city_zips.c
+    rows = conn.execute(
+        sa.select(c.slug, c.name, c.tier, c.population, c.tdsp_duns)
+        .where(c.in_catalog, c.tier.in_(list(tiers)))
+        .order_by(c.tier, c.slug)
+    ).all()
+    zips: dict[str, list[CityZip]] = {row.slug: [] for row in rows}
+    query = sa.select(z.city_slug, z.zip_code, z.zip_type, z.tdsp_duns).order_by(
+        z.city_slug, z.zip_code
+    )
+    for slug, zip_code, zip_type, duns in conn.execute(query):
+        if slug in zips:
+            zips[slug].append(CityZip(zip_code, zip_type, tuple(d for d in duns.split(";") if d)))
+    return [
+        StoredCity(
+            row.slug,
+            row.name,
+            row.tier,
+            row.population,
+            tuple(d for d in row.tdsp_duns.split(";") if d),
+            tuple(zips[row.slug]),
+        )
+        for row in rows
+    ]
+
+
+def check_competitive_standard_zip(cities: Sequence[StoredCity]) -> Outcome:
+    """Every city has at least one competitive standard ZIP."""
+    rows = [
+        {
+            "city": c.slug,
+            "name": c.name,
+            "tier": c.tier,
+            "zips": len(c.zips),
+            "standard_zips": len(c.standard),
+        }
+        for c in cities
+        if not c.competitive
+    ]
+    return offending(
+        len(cities),
+        rows,
+        ["city", "name", "tier", "zips", "standard_zips"],
+        ok="all {checked} cities have a competitive standard ZIP",
+        bad="{n} of {checked} cities have no competitive standard ZIP",
+    )
+
+
+def _where_from(city: StoredCity, duns: str) -> str:
+    """Which ZIPs of the city name `duns`, by type (e.g. 'PO box 78718')."""
+    found = [f"{ZIP_TYPES.get(z.type, z.type)} {z.zip}" for z in city.zips if duns in z.tdsp_duns]
+    return ", ".join(found[:5]) or "no ZIP"
+
+
+def check_tdsps_from_standard_zips(cities: Sequence[StoredCity]) -> Outcome:
+    """No city has a TDSP that only its PO-box or unique ZIPs (or no ZIP at all) name."""
+    rows = []
+    for city in cities:
+        homes = {d for z in city.standard for d in z.tdsp_duns}
+        rows.extend(
+            {"city": city.slug, "tier": city.tier, "tdsp": d, "named_by": _where_from(city, d)}
+            for d in city.tdsp_duns
+            if d not in homes
+        )
+    checked = sum(len(c.tdsp_duns) for c in cities)
+    return offending(
+        checked,
+        rows,
+        ["city", "tier", "tdsp", "named_by"],
+        ok="all {checked} (city, TDSP) pairs come from a standard ZIP of the city",
+        bad="{n} (city, TDSP) pairs come only from PO-box/unique ZIPs, not from a home's ZIP",
+    )
+
+
+def check_partial_coverage(cities: Sequence[StoredCity]) -> Outcome:
+    """Partially competitive cities with their shares; a tier1 city under half is flagged."""
+    partial = [c for c in cities if c.share is not None and c.share < 1]
+    partial.sort(key=lambda c: (-(c.population or 0), c.slug))
+    low = [c for c in partial if c.tier == WARNED_TIER and (c.share or 0) < TIER1_MIN_SHARE]
+    listed = [
+        {
+            "city": c.slug,
+            "tier": c.tier,
+            "share": f"{c.share:.4f}",
+            "competitive_zips": f"{len(c.competitive)}/{len(c.standard)}",
+            "population": c.population,
+        }
+        for c in partial
+    ]
+    metadata = {
+        "cities_checked": len(cities),
+        "partial_cities": len(partial),
+        "partial_shares": {c.slug: round(c.share or 0.0, 4) for c in partial},
+        f"{WARNED_TIER}_under_half": [c.slug for c in low],
+    }
+    if partial:
+        metadata["partial"] = rows_table(
+            listed, ["city", "tier", "share", "competitive_zips", "population"]
+        )
+    full = len(cities) - len(partial)
+    if low:
+        names = ", ".join(f"{c.slug} ({c.share:.0%})" for c in low)
+        return Outcome(
+            False,
+            f"{len(low)} {WARNED_TIER} cities are under half competitive: {names}; "
+            f"{len(partial)} partial, {full} full",
+            metadata,
+        )
+    return Outcome(
+        True,
+        f"{len(partial)} partially competitive cities, {full} full; no {WARNED_TIER} city "
+        "under half",
+        metadata,
+    )
