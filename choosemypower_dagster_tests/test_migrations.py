@@ -147,7 +147,6 @@ def test_a_warehouse_at_0003_holding_data_upgrades_and_keeps_it(warehouse_url, s
                 "providers",
                 [
                     {
-                        "id": 1,
                         "name": "Old Co",
                         "active": True,
                         "plan_count": 2,
@@ -156,6 +155,11 @@ def test_a_warehouse_at_0003_holding_data_upgrades_and_keeps_it(warehouse_url, s
                     | stamp
                 ],
             )
+            # The database numbers the provider (an explicit id would leave PostgreSQL's
+            # sequence behind, and the refresh's next provider would collide with it).
+            provider_id = conn.execute(
+                sa.text("SELECT id FROM providers WHERE name = 'Old Co'")
+            ).scalar_one()
             _insert(
                 conn,
                 "electricity_plans",
@@ -164,7 +168,7 @@ def test_a_warehouse_at_0003_holding_data_upgrades_and_keeps_it(warehouse_url, s
                         "id": pid,
                         "external_id": f"ext-{i}",
                         "tdsp_duns": duns,
-                        "provider_id": 1,
+                        "provider_id": provider_id,
                         "provider_name": "Old Co",
                         "name": f"Old plan {i}",
                         "rate_type": "fixed",
