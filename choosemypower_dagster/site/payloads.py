@@ -168,25 +168,8 @@ def _city_entry(city: Any, summary: Any, has_file: bool) -> dict[str, Any]:
         "primaryTdspDuns": city.primary_tdsp_duns,
         "tdspDuns": [d for d in city.tdsp_duns.split(";") if d],
         "zipCount": city.zip_count,
-        "planCount": s.get("plan_count", 0),
-        "providerCount": s.get("provider_count", 0),
+        **_summary_figures(s),
     }
-    for usage in USAGES:
-        for stat, label in _STATS:
-            entry[f"{label}Rate{usage}Kwh"] = rate(s.get(f"rate_{usage}_{stat}"))
-    entry["green100Share"] = _share(s.get("green_100_share"))
-    entry["fixedRateShare"] = _share(s.get("fixed_rate_share"))
-    entry["usageSensitivePlanCount"] = s.get("usage_sensitive_plans")
-    entry["cheapestPlanTypicalHome"] = _typical_cheapest(s)
-    entry["cheapestPlanByTerm"] = [
-        {
-            "termMonths": term,
-            "planId": s[f"cheapest_{term}m_plan_id"],
-            "rate1000Kwh": rate(s[f"cheapest_{term}m_rate_1000"]),
-        }
-        for term in TERMS
-        if s.get(f"cheapest_{term}m_plan_id")
-    ]
     entry["plansRefreshedAt"] = iso(s.get("plans_refreshed_at"))
     entry["summaryComputedAt"] = iso(s.get("computed_at"))
     entry["plansFile"] = plans_file(city.slug) if has_file else None
@@ -259,20 +242,21 @@ def _typical_cheapest(s: Any) -> dict[str, Any] | None:
     }
 
 
-def _tdsp_summary_entry(duns: str, s: Any) -> dict[str, Any]:
-    """One TDSP's figures inside a city: what a home served by that TDSP can buy."""
-    s = s or {}
-    entry: dict[str, Any] = {
-        "tdspDuns": duns,
+def _summary_figures(s: Any) -> dict[str, Any]:
+    """The figures of a summary row (a city's, or one TDSP's inside a city) as the site reads
+    them; `s` is a row mapping, or empty before any refresh."""
+    figures: dict[str, Any] = {
         "planCount": s.get("plan_count", 0),
         "providerCount": s.get("provider_count", 0),
     }
     for usage in USAGES:
         for stat, label in _STATS:
-            entry[f"{label}Rate{usage}Kwh"] = rate(s.get(f"rate_{usage}_{stat}"))
-    entry["green100Share"] = _share(s.get("green_100_share"))
-    entry["fixedRateShare"] = _share(s.get("fixed_rate_share"))
-    entry["cheapestPlanByTerm"] = [
+            figures[f"{label}Rate{usage}Kwh"] = rate(s.get(f"rate_{usage}_{stat}"))
+    figures["green100Share"] = _share(s.get("green_100_share"))
+    figures["fixedRateShare"] = _share(s.get("fixed_rate_share"))
+    figures["usageSensitivePlanCount"] = s.get("usage_sensitive_plans")
+    figures["cheapestPlanTypicalHome"] = _typical_cheapest(s)
+    figures["cheapestPlanByTerm"] = [
         {
             "termMonths": term,
             "planId": s[f"cheapest_{term}m_plan_id"],
@@ -281,9 +265,12 @@ def _tdsp_summary_entry(duns: str, s: Any) -> dict[str, Any]:
         for term in TERMS
         if s.get(f"cheapest_{term}m_plan_id")
     ]
-    entry["usageSensitivePlanCount"] = s.get("usage_sensitive_plans")
-    entry["cheapestPlanTypicalHome"] = _typical_cheapest(s)
-    return entry
+    return figures
+
+
+def _tdsp_summary_entry(duns: str, s: Any) -> dict[str, Any]:
+    """One TDSP's figures inside a city: what a home served by that TDSP can buy."""
+    return {"tdspDuns": duns, **_summary_figures(s or {})}
 
 
 #: The figures of a TDSP summary entry, which a city entry names alike.

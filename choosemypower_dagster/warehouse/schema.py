@@ -144,41 +144,10 @@ city_plan_availability = sa.Table(
     sa.Column("tdsp_duns", sa.String(13), nullable=False),  # the TDSP the plan comes from (0005)
 )
 
-city_summaries = sa.Table(
-    "city_summaries",
-    metadata,
-    sa.Column("city_slug", sa.String(96), primary_key=True),
-    sa.Column("name", sa.String(128), nullable=False),
-    sa.Column("tier", sa.String(8), nullable=False),
-    sa.Column("plan_count", sa.Integer, nullable=False),
-    sa.Column("provider_count", sa.Integer, nullable=False),
-    *[
-        sa.Column(f"rate_{usage}_{stat}", sa.Float)
-        for usage in USAGES
-        for stat in ("min", "median", "mean", "max")
-    ],
-    sa.Column("green_100_share", sa.Float),
-    sa.Column("fixed_rate_share", sa.Float),
-    *[
-        col
-        for term in TERMS
-        for col in (
-            sa.Column(f"cheapest_{term}m_plan_id", sa.String(24)),
-            sa.Column(f"cheapest_{term}m_rate_1000", sa.Float),
-        )
-    ],
-    # Migration 0004: the cheapest plan over a typical year, and usage-sensitive plans.
-    sa.Column("cheapest_typical_plan_id", sa.String(24)),
-    sa.Column("cheapest_typical_rate", sa.Float),  # $/kWh over the usage profile's year
-    sa.Column("cheapest_typical_annual_cost", sa.Float),
-    sa.Column("usage_sensitive_plans", sa.Integer),
-    sa.Column("plans_refreshed_at", TS),
-    sa.Column("computed_at", TS, nullable=False),
-)
-
 
 def _rollup_columns() -> list[sa.Column]:
-    """The figures of a summary row: counts, rates per usage, shares, cheapest plan per term."""
+    """The figures of a summary row: counts, rates per usage, shares, cheapest plan per term,
+    the cheapest plan over the usage profile's year (migration 0004) and usage-sensitive plans."""
     return [
         sa.Column("plan_count", sa.Integer, nullable=False),
         sa.Column("provider_count", sa.Integer, nullable=False),
@@ -197,7 +166,23 @@ def _rollup_columns() -> list[sa.Column]:
                 sa.Column(f"cheapest_{term}m_rate_1000", sa.Float),
             )
         ],
+        sa.Column("cheapest_typical_plan_id", sa.String(24)),
+        sa.Column("cheapest_typical_rate", sa.Float),  # $/kWh over the usage profile's year
+        sa.Column("cheapest_typical_annual_cost", sa.Float),
+        sa.Column("usage_sensitive_plans", sa.Integer),
     ]
+
+
+city_summaries = sa.Table(
+    "city_summaries",
+    metadata,
+    sa.Column("city_slug", sa.String(96), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("tier", sa.String(8), nullable=False),
+    *_rollup_columns(),
+    sa.Column("plans_refreshed_at", TS),
+    sa.Column("computed_at", TS, nullable=False),
+)
 
 
 # A row per (city, TDSP serving it), over the plans of that TDSP only: inside a multi-TDSP
@@ -208,11 +193,6 @@ city_tdsp_summaries = sa.Table(
     sa.Column("city_slug", sa.String(96), primary_key=True),
     sa.Column("tdsp_duns", sa.String(13), primary_key=True),
     *_rollup_columns(),
-    # The typical-year figures of city_summaries (migration 0004), per TDSP.
-    sa.Column("cheapest_typical_plan_id", sa.String(24)),
-    sa.Column("cheapest_typical_rate", sa.Float),
-    sa.Column("cheapest_typical_annual_cost", sa.Float),
-    sa.Column("usage_sensitive_plans", sa.Integer),
     sa.Column("computed_at", TS, nullable=False),
 )
 
