@@ -43,4 +43,36 @@ def upsert(
         stmt = stmt.on_conflict_do_nothing(index_elements=keys)
     if conn.dialect.name == "postgresql":
         stmt = stmt.returning(*[table.c[k] for k in keys])
+    elif _plain_rows(table, rows[0]):
+        _sqlite_executemany(conn, stmt, table, list(rows[0]), rows)
+        return
     conn.execute(stmt, list(rows))
+
+
+def _plain_rows(table: sa.Table, first: dict[str, Any]) -> bool:
+    """True when the rows name every column that has a Python-side default (none to fill)."""
+    return all(c.name in first for c in table.columns if c.default is not None)
+
+
+def _sqlite_executemany(
+    conn: sa.Connection,
+    stmt: Any,
+    table: sa.Table,
+    columns: list[str],
+    rows: Sequence[dict[str, Any]],
+) -> None:
+    """Send `rows` to SQLite's own executemany as tuples, each value bound by its column type.
+
+    The statement and the type conversions are what SQLAlchemy would use; only its per-row
+    parameter handling is skipped, which cost more than SQLite's insert itself (128k
+    availability rows: about 1.5 s of 2.2 s).
+    """
+    compiled = stmt.values({c: sa.bindparam(c) for c in columns}).compile(dialect=conn.dialect)
+    order = list(compiled.positiontup or [])
+    if sorted(order) != sorted(columns):  # any other parameter: let SQLAlchemy bind it
+        conn.execute(stmt, list(rows))
+        return
+    convert = [table.c[name].type._cached_bind_processor(conn.dialect) for name in order]
+    pairs = list(zip(order, convert, strict=True))
+    params = [tuple(f(row[n]) if f else row[n] for n, f in pairs) for row in rows]
+    conn.exec_driver_sql(str(compiled), params)
