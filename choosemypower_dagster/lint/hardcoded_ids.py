@@ -71,6 +71,10 @@ _END = r"(?![0-9A-Za-z])"
 _HEX24_RE = re.compile(_START + r"[0-9A-Fa-f]{24}" + _END)
 # Exactly 17 or exactly 22 digits, starting with 10.
 _ESIID_RE = re.compile(_ESIID_START + r"10(?:[0-9]{20}|[0-9]{15})" + _END)
+# Every literal above holds at least 17 hex digits in a row, in source at most one underscore
+# apart (a number's digit separators): a file without such a run cannot hold one, so it is
+# not tokenized at all (most files; the scan runs with every refresh).
+_CANDIDATE_RE = re.compile(r"[0-9A-Fa-f](?:_?[0-9A-Fa-f]){16}")
 
 
 @dataclass(frozen=True)
@@ -274,6 +278,8 @@ def _scan_file_hits(path: Path, root: Path | None, now: float) -> list[_Hit] | N
     text = _read_text(path, python)
     if text is None:
         return None
+    if not _CANDIDATE_RE.search(text):
+        return []
     shown = _display_path(path, root)
     if python:
         return _python_hits(text, shown, now)
