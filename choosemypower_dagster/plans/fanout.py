@@ -25,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
-from choosemypower_dagster.catalog.tdsps import tdsps_by_duns
+from choosemypower_dagster.catalog.tdsps import Tdsp, tdsps_by_duns
 from choosemypower_dagster.comparepower.client import ComparePowerClient
 from choosemypower_dagster.comparepower.parsing import PlanRecord
 from choosemypower_dagster.plans.source import CLOCK_SKEW_LIMIT, LoadResult, load_tdsp_plans
@@ -92,18 +92,18 @@ def load_targets(conn: sa.Connection, slugs: Sequence[str]) -> dict[str, CityTar
     return targets
 
 
-def city_metadata(
-    target: CityTarget,
+def plan_figures(
+    tdsp_duns: Sequence[str],
     plans: Sequence[PlanRecord],
     sources: set[str],
     skipped: Sequence[str] = (),
+    names: dict[str, Tdsp] | None = None,
 ) -> dict[str, Any]:
-    """What an engineer checks first about a refreshed city (and the plans it had to skip).
-
-    In a multi-TDSP city a home buys from one TDSP only, so the cheapest rate is also given
-    per TDSP.
-    """
-    names = tdsps_by_duns()
+    """What an engineer checks first about a refreshed city's plans (and the plans it had to
+    skip); the city's name and tier are added beside it. It depends only on the city's TDSPs,
+    so cities served by the same TDSPs share it within a refresh. In a multi-TDSP city a home
+    buys from one TDSP only, so the cheapest rate is also given per TDSP."""
+    names = tdsps_by_duns() if names is None else names
 
     def label(duns: str) -> str:
         return names[duns].abbreviation if duns in names else duns
@@ -116,22 +116,20 @@ def city_metadata(
         for p in cheapest
     )
     extra: dict[str, Any] = {}
-    if len(target.tdsp_duns) > 1:
+    if len(tdsp_duns) > 1:
         extra["cheapest_rate_1000_cents_by_tdsp"] = {
             label(d): round(min(p.rate_1000 for p in plans if p.tdsp_duns == d) * 100, 2)
-            for d in target.tdsp_duns
+            for d in tdsp_duns
             if any(p.tdsp_duns == d for p in plans)
         }
     if skipped:
         extra["skipped_plans"] = "\n".join(skipped[:20])
     return {
-        "city": target.name,
-        "tier": target.tier,
         "plan_count": len(plans),
         "provider_count": len({p.provider_name for p in plans}),
         "cheapest_rate_1000_cents": round(rates[0] * 100, 2),
         "median_rate_1000_cents": round(statistics.median(rates) * 100, 2),
-        "tdsps": ", ".join(label(d) for d in target.tdsp_duns),
+        "tdsps": ", ".join(label(d) for d in tdsp_duns),
         "source": ", ".join(sorted(sources)),
         "plans_skipped": len(skipped),
         **extra,
@@ -190,6 +188,7 @@ def refresh_cities(
             continue
         ready.append((target, [p for d in target.tdsp_duns for p in load.plans[d].plans]))
 
+    shared: dict[tuple[str, ...], dict[str, Any]] = {}
     for start in range(0, len(ready), CITIES_PER_TRANSACTION):
         batch = ready[start : start + CITIES_PER_TRANSACTION]
         try:
@@ -213,9 +212,14 @@ def refresh_cities(
             continue
         for target, plans in batch:
             totals.refreshed += 1
-            sources = {load.plans[d].source for d in target.tdsp_duns}
-            skipped = [f"TDSP {d} {why}" for d in target.tdsp_duns for why in load.plans[d].skipped]
-            meta = city_metadata(target, plans, sources, skipped)
+            figures = shared.get(target.tdsp_duns)
+            if figures is None:  # the same TDSPs give the same plans: computed once per set
+                duns_set = target.tdsp_duns
+                sources = {load.plans[d].source for d in duns_set}
+                skipped = [f"TDSP {d} {why}" for d in duns_set for why in load.plans[d].skipped]
+                figures = plan_figures(duns_set, plans, sources, skipped, names)
+                shared[duns_set] = figures
+            meta = {"city": target.name, "tier": target.tier, **figures}
             yield CityOutcome(target.slug, True, metadata=meta)
 
     # Plans the API dropped go inactive once no catalog city lists them (see the docstring).
