@@ -38,6 +38,7 @@ def active_city_plans(conn: sa.Connection) -> pd.DataFrame:
     )
     plan_cols = [
         "tdsp_duns",
+        "provider_id",
         "provider_name",
         "term_months",
         "rate_type",
@@ -154,8 +155,11 @@ def write_city_summaries(conn: sa.Connection, summaries: pd.DataFrame) -> int:
     return len(records)
 
 
-def compute_providers(conn: sa.Connection) -> pd.DataFrame:
-    """Per provider: active plan counts (total, per TDSP), TDSPs, cities reached, cheapest rate."""
+def compute_providers(conn: sa.Connection, city_plans: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per provider: active plan counts (total, per TDSP), TDSPs, cities reached, cheapest rate.
+
+    `city_plans` is `active_city_plans(conn)` when the caller has already read it (to share it).
+    """
     p = t.electricity_plans.c
     plans = pd.DataFrame(
         conn.execute(
@@ -164,17 +168,9 @@ def compute_providers(conn: sa.Connection) -> pd.DataFrame:
         columns=["provider_id", "tdsp_duns", "rate_1000", "typical_rate"],
     )
     plans["typical_rate"] = pd.to_numeric(plans["typical_rate"], errors="coerce")
-    a = t.city_plan_availability.c
-    reach = pd.DataFrame(
-        conn.execute(
-            sa.select(p.provider_id, sa.func.count(sa.distinct(a.city_slug)))
-            .select_from(t.city_plan_availability.join(t.electricity_plans, p.id == a.plan_id))
-            .join(t.cities, t.cities.c.slug == a.city_slug)
-            .where(p.active, t.cities.c.in_catalog)
-            .group_by(p.provider_id)
-        ).all(),
-        columns=["provider_id", "cities_reached"],
-    ).set_index("provider_id")
+    if city_plans is None:
+        city_plans = active_city_plans(conn)
+    reach = city_plans.groupby("provider_id")["city_slug"].nunique()
     everyone = pd.DataFrame(
         conn.execute(sa.select(t.providers.c.id, t.providers.c.name)).all(),
         columns=["provider_id", "name"],
@@ -190,7 +186,7 @@ def compute_providers(conn: sa.Connection) -> pd.DataFrame:
         json.dumps(counts.get(int(pid), {}), sort_keys=True) for pid in everyone.index
     ]
     everyone["tdsps"] = [";".join(sorted(json.loads(x))) for x in everyone["plan_counts_by_tdsp"]]
-    everyone["cities_reached"] = reach["cities_reached"]
+    everyone["cities_reached"] = reach
     everyone["plan_count"] = everyone["plan_count"].fillna(0).astype(int)
     everyone["cities_reached"] = everyone["cities_reached"].fillna(0).astype(int)
     everyone["active"] = everyone["plan_count"] > 0

@@ -112,7 +112,8 @@ PROVIDERS_SPEC = dg.AssetSpec(
 
 def _summaries_result(
     warehouse: WarehouseResource, now: datetime, warnings: list[str]
-) -> dg.MaterializeResult:
+) -> tuple[dg.MaterializeResult, pd.DataFrame]:
+    """The summaries' materialization, and the city plans they were computed from."""
     with warehouse.begin() as conn:
         plans = rollups.active_city_plans(conn)  # read once for both roll-ups
         frame = rollups.compute_city_summaries(conn, now, plans)
@@ -132,7 +133,7 @@ def _summaries_result(
         }
         for r in preview.to_dict("records")
     ]
-    return dg.MaterializeResult(
+    result = dg.MaterializeResult(
         asset_key=CITY_SUMMARIES,
         metadata={
             "rows_written": int(written),
@@ -145,6 +146,7 @@ def _summaries_result(
             **_per_tdsp_metadata(by_tdsp, tdsp_rows),
         },
     )
+    return result, plans
 
 
 def _per_tdsp_metadata(by_tdsp: pd.DataFrame, written: int) -> dict[str, Any]:
@@ -169,9 +171,11 @@ def _per_tdsp_metadata(by_tdsp: pd.DataFrame, written: int) -> dict[str, Any]:
     }
 
 
-def _providers_result(warehouse: WarehouseResource, now: datetime) -> dg.MaterializeResult:
+def _providers_result(
+    warehouse: WarehouseResource, now: datetime, city_plans: pd.DataFrame | None
+) -> dg.MaterializeResult:
     with warehouse.begin() as conn:
-        stats = rollups.compute_providers(conn)
+        stats = rollups.compute_providers(conn, city_plans)
         written = rollups.write_providers(conn, stats, now)
     active = stats[stats["active"]].sort_values("plan_count", ascending=False)
     rows = [
@@ -276,10 +280,12 @@ def refresh_city_plans(
             context.log.warning(warning)
 
     now = datetime.now(UTC)
+    city_plans = None  # read once by the summaries, shared with the providers
     if CITY_SUMMARIES in selected:
-        yield _summaries_result(warehouse, now, warnings)
+        summaries, city_plans = _summaries_result(warehouse, now, warnings)
+        yield summaries
     if PROVIDERS in selected:
-        yield _providers_result(warehouse, now)
+        yield _providers_result(warehouse, now, city_plans)
 
     run_meta = _run_metadata(totals, len(slugs), time.monotonic() - started)
     if slugs:
