@@ -81,7 +81,7 @@ def test_a_write_failure_leaves_the_previous_export_current_and_no_staging(
     def full(path: Path, data: bytes) -> None:
         raise OSError(28, "No space left on device", str(path))
 
-    monkeypatch.setattr(publish_module, "_write_synced", full)
+    monkeypatch.setattr(publish_module, "_write_new", full)
     with pytest.raises(ExportError, match="No space left on device") as caught:
         publish(site, _files(2))
     assert "CHOOSEMYPOWER_EXPORT_DIR" in str(caught.value)
@@ -89,7 +89,42 @@ def test_a_write_failure_leaves_the_previous_export_current_and_no_staging(
     assert sorted(p.name for p in store_of(site).iterdir()) == [".lock", first.export_dir.name]
 
 
-@pytest.mark.parametrize("where", ["_write_synced", "_switch"])
+def test_a_flush_failure_publishes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Files written but not made durable (an I/O error on the flush) are never switched in."""
+    site = tmp_path / "site-data"
+    first = publish(site, _files(1))
+
+    def failing(directory: Path, written: list[Path]) -> None:
+        assert written and all(p.parent == directory for p in written)
+        raise OSError(5, "Input/output error", str(directory))
+
+    monkeypatch.setattr(publish_module, "_flush", failing)
+    with pytest.raises(ExportError, match="Input/output error"):
+        publish(site, _files(2))
+    assert site.resolve() == first.export_dir and _read(site) == _files(1)
+    assert sorted(p.name for p in store_of(site).iterdir()) == [".lock", first.export_dir.name]
+
+
+def test_files_are_flushed_whether_or_not_syncfs_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Without syncfs(2) each new file is fsynced; either way the export is whole."""
+    monkeypatch.setattr(publish_module, "_syncfs", lambda directory: False)
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def counting(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(publish_module.os, "fsync", counting)
+    site = tmp_path / "site-data"
+    publish(site, _files(1))
+    assert _read(site) == _files(1)
+    assert len(synced) >= len(_files(1))  # one per file, plus the directories
+
+
+@pytest.mark.parametrize("where", ["_write_new", "_switch"])
 def test_an_interrupt_anywhere_leaves_one_whole_export_and_the_next_one_cleans_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ):

@@ -264,7 +264,7 @@ def test_export_failing_midway_leaves_the_previous_export_current(
 
     # New prices, so every file changes; the disk fills up after a few files are written.
     sandbox.configure(price_epoch=1)
-    real_write = publish_module._write_synced
+    real_write = publish_module._write_new
     written: list[str] = []
 
     def fill_up(path: Path, data: bytes) -> None:
@@ -273,7 +273,7 @@ def test_export_failing_midway_leaves_the_previous_export_current(
         written.append(path.name)
         real_write(path, data)
 
-    monkeypatch.setattr(publish_module, "_write_synced", fill_up)
+    monkeypatch.setattr(publish_module, "_write_new", fill_up)
     result = city_run(defs, instance, keys[0], keys[-1], force=True)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
@@ -287,7 +287,7 @@ def test_export_failing_midway_leaves_the_previous_export_current(
     ]
 
     # With room again, the export alone publishes the new prices; the dropped file is reported.
-    monkeypatch.setattr(publish_module, "_write_synced", real_write)
+    monkeypatch.setattr(publish_module, "_write_new", real_write)
     stale = previous_export / "plans-no-longer-a-city-tx.json"
     stale.write_text('{"plans":[]}')
     retry = export_only(defs, instance)
