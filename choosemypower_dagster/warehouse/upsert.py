@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -72,7 +73,26 @@ def _sqlite_executemany(
     if sorted(order) != sorted(columns):  # any other parameter: let SQLAlchemy bind it
         conn.execute(stmt, list(rows))
         return
-    convert = [table.c[name].type._cached_bind_processor(conn.dialect) for name in order]
-    pairs = list(zip(order, convert, strict=True))
-    params = [tuple(f(row[n]) if f else row[n] for n, f in pairs) for row in rows]
+    pick = itemgetter(*order) if len(order) > 1 else (lambda row: (row[order[0]],))
+    params: list[Any] = [pick(row) for row in rows]
+    for index, name in enumerate(order):
+        convert = table.c[name].type._cached_bind_processor(conn.dialect)
+        if convert is not None:
+            params = _converted(params, index, convert)
     conn.exec_driver_sql(str(compiled), params)
+
+
+def _converted(params: list[Any], index: int, convert: Any) -> list[tuple[Any, ...]]:
+    """`params` with the value at `index` converted; a value repeated row after row (a run's
+    timestamp, say) is converted once."""
+    out: list[tuple[Any, ...]] = []
+    last: Any = object()
+    done: Any = None
+    for values in params:
+        values = list(values)
+        value = values[index]
+        if value is not last:
+            last, done = value, convert(value)
+        values[index] = done
+        out.append(tuple(values))
+    return out
