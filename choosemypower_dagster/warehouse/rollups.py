@@ -21,6 +21,12 @@ def frame(result: sa.Result[Any], columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame([tuple(row) for row in result], columns=columns)
 
 
+def text_frame(result: sa.CursorResult[Any], columns: list[str]) -> pd.DataFrame:
+    """A DataFrame straight from the driver's rows, for columns that need no type conversion
+    (plain strings): half the time of `frame` for the 128k (city, plan) pairs."""
+    return pd.DataFrame(result.cursor.fetchall(), columns=columns)
+
+
 def active_city_plans(conn: sa.Connection) -> pd.DataFrame:
     """One row per (catalog city, active plan it offers).
 
@@ -28,7 +34,7 @@ def active_city_plans(conn: sa.Connection) -> pd.DataFrame:
     pandas: joining in SQL would decode every plan column once per city.
     """
     p, a, c = t.electricity_plans.c, t.city_plan_availability.c, t.cities.c
-    pairs = frame(
+    pairs = text_frame(
         conn.execute(
             sa.select(a.city_slug, a.plan_id)
             .join(t.cities, c.slug == a.city_slug)
@@ -75,6 +81,70 @@ def _none_if_nan(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+def summary_stats(plans: pd.DataFrame, keys: list[str], groups: pd.DataFrame) -> pd.DataFrame:
+    """Counts, rate statistics, shares and the cheapest plan per term of each group in `groups`.
+
+    `plans` holds one row per (group, plan) with the `active_city_plans` columns; a group
+    without plans gets zero counts and empty figures, never invented ones. Used per city and
+    per (city, TDSP). The groups and the plan ids are factorized once and every later step
+    works on those integers (ties go to the lowest plan id, as a sort by id would give).
+    """
+    plans = plans.copy()
+    for column in ("term_months", "percent_green", "rate_500", "rate_1000", "rate_2000"):
+        # An all-NULL column would come back as objects, and comparisons/medians would fail.
+        plans[column] = pd.to_numeric(plans[column], errors="coerce")
+    plans["typical_rate"] = pd.to_numeric(plans["typical_rate"], errors="coerce")
+    plans["green_100"] = (plans["percent_green"] >= 100).astype(float)
+    plans["fixed_rate"] = (plans["rate_type"] == "fixed").astype(float)
+    plans["sensitive"] = plans["usage_sensitive"].fillna(False).astype(bool).astype(int)
+    plans["_group"] = plans.groupby(keys, sort=False).ngroup()
+    plans["_plan"] = pd.factorize(plans["plan_id"], sort=True)[0]
+    figures: dict[str, tuple[str, str]] = {
+        "plan_count": ("_plan", "nunique"),
+        "provider_count": ("provider_name", "nunique"),
+    }
+    for usage in USAGES:
+        for stat in ("min", "median", "mean", "max"):
+            figures[f"rate_{usage}_{stat}"] = (f"rate_{usage}", stat)
+    figures["green_100_share"] = ("green_100", "mean")
+    figures["fixed_rate_share"] = ("fixed_rate", "mean")
+    figures["usage_sensitive_plans"] = ("sensitive", "sum")
+    stats = plans.drop_duplicates("_group").set_index("_group")[keys]
+    stats = stats.join(plans.groupby("_group").agg(**figures))
+
+    def cheapest(rows: pd.DataFrame, rate: str, columns: dict[str, str]) -> pd.DataFrame:
+        best = rows.sort_values([rate, "_plan"]).drop_duplicates("_group").set_index("_group")
+        return best[list(columns)].rename(columns=columns)
+
+    for term in TERMS:
+        stats = stats.join(
+            cheapest(
+                plans[plans["term_months"] == term],
+                "rate_1000",
+                {
+                    "plan_id": f"cheapest_{term}m_plan_id",
+                    "rate_1000": f"cheapest_{term}m_rate_1000",
+                },
+            )
+        )
+    # The fair ranking: the cheapest plan over the usage profile's year (exact plans only).
+    stats = stats.join(
+        cheapest(
+            plans.dropna(subset=["typical_rate"]),
+            "typical_rate",
+            {
+                "plan_id": "cheapest_typical_plan_id",
+                "typical_rate": "cheapest_typical_rate",
+                "annual_cost_typical": "cheapest_typical_annual_cost",
+            },
+        )
+    )
+    stats = groups[keys].merge(stats, on=keys, how="left")
+    for column in ("plan_count", "provider_count", "usage_sensitive_plans"):
+        stats[column] = stats[column].fillna(0).astype(int)
+    return stats
+
+
 def compute_city_summaries(
     conn: sa.Connection, now: datetime, plans: pd.DataFrame | None = None
 ) -> pd.DataFrame:
@@ -92,49 +162,9 @@ def compute_city_summaries(
     )
     if plans is None:
         plans = active_city_plans(conn)
-    numeric = ("term_months", "percent_green", "rate_500", "rate_1000", "rate_2000")
-    for column in (*numeric, "typical_rate", "annual_cost_typical"):
-        # An all-NULL column would come back as objects, and comparisons/medians would fail.
-        plans[column] = pd.to_numeric(plans[column], errors="coerce")
-    grouped = plans.groupby("city_slug")
-    stats = pd.DataFrame(index=pd.Index(cities["city_slug"], name="city_slug"))
-    stats["plan_count"] = grouped["plan_id"].nunique()
-    stats["provider_count"] = grouped["provider_name"].nunique()
-    for usage in USAGES:
-        col = grouped[f"rate_{usage}"]
-        stats[f"rate_{usage}_min"] = col.min()
-        stats[f"rate_{usage}_median"] = col.median()
-        stats[f"rate_{usage}_mean"] = col.mean()
-        stats[f"rate_{usage}_max"] = col.max()
-    # Vectorized shares (a per-city Python lambda costs ~1 ms a city at 850 cities).
-    green = (plans["percent_green"] >= 100).astype(float)
-    fixed = (plans["rate_type"] == "fixed").astype(float)
-    stats["green_100_share"] = green.groupby(plans["city_slug"]).mean()
-    stats["fixed_rate_share"] = fixed.groupby(plans["city_slug"]).mean()
-    sensitive = plans["usage_sensitive"].fillna(False).astype(bool).astype(int)
-    stats["usage_sensitive_plans"] = sensitive.groupby(plans["city_slug"]).sum()
-    # The fair ranking: the cheapest plan over the usage profile's year (exact plans only).
-    typical = plans.dropna(subset=["typical_rate"])
-    best = typical.sort_values(["typical_rate", "plan_id"]).drop_duplicates("city_slug")
-    best = best.set_index("city_slug")
-    stats["cheapest_typical_plan_id"] = best["plan_id"]
-    stats["cheapest_typical_rate"] = best["typical_rate"]
-    stats["cheapest_typical_annual_cost"] = best["annual_cost_typical"]
-    for term in TERMS:
-        of_term = plans[plans["term_months"] == term]
-        if of_term.empty:
-            stats[f"cheapest_{term}m_plan_id"] = None
-            stats[f"cheapest_{term}m_rate_1000"] = None
-            continue
-        best = of_term.sort_values(["rate_1000", "plan_id"]).drop_duplicates("city_slug")
-        best = best.set_index("city_slug")
-        stats[f"cheapest_{term}m_plan_id"] = best["plan_id"]
-        stats[f"cheapest_{term}m_rate_1000"] = best["rate_1000"]
-    stats["plans_refreshed_at"] = last_refreshed(conn)
-    stats = stats.reset_index().merge(cities, on="city_slug", how="left")
-    stats["plan_count"] = stats["plan_count"].fillna(0).astype(int)
-    stats["provider_count"] = stats["provider_count"].fillna(0).astype(int)
-    stats["usage_sensitive_plans"] = stats["usage_sensitive_plans"].fillna(0).astype(int)
+    stats = summary_stats(plans, ["city_slug"], cities)
+    stats["plans_refreshed_at"] = stats["city_slug"].map(last_refreshed(conn))
+    stats = stats.merge(cities, on="city_slug", how="left")
     stats["computed_at"] = now
     return stats
 

@@ -15,7 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from choosemypower_dagster.warehouse import schema as t
-from choosemypower_dagster.warehouse.rollups import _none_if_nan
+from choosemypower_dagster.warehouse.rollups import _none_if_nan, summary_stats
 from choosemypower_dagster.warehouse.upsert import upsert
 
 KEYS = ["city_slug", "tdsp_duns"]
@@ -27,54 +27,6 @@ def catalog_city_tdsps(conn: sa.Connection) -> pd.DataFrame:
     rows = conn.execute(sa.select(c.slug, c.tdsp_duns).where(c.in_catalog))
     pairs = [(slug, d) for slug, duns in rows for d in duns.split(";") if d]
     return pd.DataFrame(pairs, columns=KEYS)
-
-
-def summary_stats(plans: pd.DataFrame, keys: list[str], groups: pd.DataFrame) -> pd.DataFrame:
-    """Counts, rate statistics, shares and the cheapest plan per term of each group in `groups`.
-
-    `plans` holds one row per (group, plan) with the `active_city_plans` columns; a group
-    without plans gets zero counts and empty figures, never invented ones. One aggregation
-    pass: the groups are factorized once.
-    """
-    plans = plans.copy()
-    for column in ("term_months", "percent_green", "rate_500", "rate_1000", "rate_2000"):
-        plans[column] = pd.to_numeric(plans[column], errors="coerce")
-    plans["green_100"] = (plans["percent_green"] >= 100).astype(float)
-    plans["fixed_rate"] = (plans["rate_type"] == "fixed").astype(float)
-    figures: dict[str, tuple[str, str]] = {
-        "plan_count": ("plan_id", "nunique"),
-        "provider_count": ("provider_name", "nunique"),
-    }
-    for usage in t.USAGES:
-        for stat in ("min", "median", "mean", "max"):
-            figures[f"rate_{usage}_{stat}"] = (f"rate_{usage}", stat)
-    figures["green_100_share"] = ("green_100", "mean")
-    figures["fixed_rate_share"] = ("fixed_rate", "mean")
-    stats = plans.groupby(keys, sort=False).agg(**figures).reset_index()
-    for term in t.TERMS:
-        best = plans[plans["term_months"] == term].sort_values(["rate_1000", "plan_id"])
-        best = best.drop_duplicates(keys)[[*keys, "plan_id", "rate_1000"]]
-        best.columns = [*keys, f"cheapest_{term}m_plan_id", f"cheapest_{term}m_rate_1000"]
-        stats = stats.merge(best, on=keys, how="left")
-    sensitive = plans.assign(sensitive=plans["usage_sensitive"].fillna(False).astype(bool))
-    counted = sensitive.groupby(keys, sort=False)["sensitive"].sum().rename("usage_sensitive_plans")
-    stats = stats.merge(counted.reset_index(), on=keys, how="left")
-    # The cheapest plan over the usage profile's year, among exact plans.
-    typical = plans.assign(typical_rate=pd.to_numeric(plans["typical_rate"], errors="coerce"))
-    typical = typical.dropna(subset=["typical_rate"]).sort_values(["typical_rate", "plan_id"])
-    best = typical.drop_duplicates(keys)[[*keys, "plan_id", "typical_rate", "annual_cost_typical"]]
-    best.columns = [
-        *keys,
-        "cheapest_typical_plan_id",
-        "cheapest_typical_rate",
-        "cheapest_typical_annual_cost",
-    ]
-    stats = stats.merge(best, on=keys, how="left")
-    stats = groups[keys].merge(stats, on=keys, how="left")
-    stats["plan_count"] = stats["plan_count"].fillna(0).astype(int)
-    stats["provider_count"] = stats["provider_count"].fillna(0).astype(int)
-    stats["usage_sensitive_plans"] = stats["usage_sensitive_plans"].fillna(0).astype(int)
-    return stats
 
 
 def compute_city_tdsp_summaries(
