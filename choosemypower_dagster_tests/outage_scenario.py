@@ -266,7 +266,9 @@ def run_scenario(workdir: Path, backfill_mode: str) -> Figures:
             procs.append(start_webserver(env, port, webserver_log))
             gql = GraphQL(f"http://127.0.0.1:{port}")
             gql.wait_until_loaded(procs[0], webserver_log, timeout=180)
-            stop_instigators(gql, keep={"retry_failed_cities", "report_failed_runs"})
+            stop_instigators(
+                gql, keep={"retry_failed_cities", "report_failed_runs", "rollups_automation"}
+            )
 
             # CenterPoint fails; the command refreshes the tier into the outage (forced: within
             # the cache's 30 minutes, only a forced refresh asks the API at all).
