@@ -329,7 +329,7 @@ def test_quality_checks_warn_without_failing_the_run(resources, sandbox):
     # The band and the tolerance are run config.
     config = {
         "ops": {
-            "city_plans_quality": {"config": {"rate_max_cents": 80.0, "price_tolerance_cents": 3.0}}
+            "refresh_city_plans": {"config": {"rate_max_cents": 80.0, "price_tolerance_cents": 3.0}}
         }
     }
     _, found = _run_checks(resources, instance, run_config=config)
@@ -351,7 +351,7 @@ def test_failing_blocking_check_skips_the_site_export(resources, sandbox, tmp_pa
     assert first.success and exported == [first.run_id]
 
     # A band no plan fits: every rate warns, and the export still runs.
-    strict = {"ops": {"city_plans_quality": {"config": {"rate_max_cents": 1.0}}}}
+    strict = {"ops": {"refresh_city_plans": {"config": {"rate_max_cents": 1.0}}}}
     warned = _refresh(resources, instance, [export_probe], run_config=strict)
     assert warned.success and exported[-1] == warned.run_id
     assert not _evaluations(warned)[ac.RATES_IN_BAND].passed
@@ -372,8 +372,9 @@ def test_failing_blocking_check_skips_the_site_export(resources, sandbox, tmp_pa
         if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
     }
     assert dg.AssetKey("export_probe") not in materialized and CITY_SUMMARIES in materialized
+    # The checks are evaluated in the refresh step: its blocking failure fails that step.
     refreshed = [e for e in blocked.all_events if e.step_key == "refresh_city_plans"]
-    assert any(e.event_type == dg.DagsterEventType.STEP_SUCCESS for e in refreshed)
+    assert any(e.event_type == dg.DagsterEventType.STEP_FAILURE for e in refreshed)
 
 
 def test_real_site_export_is_gated_by_the_blocking_checks():
@@ -399,7 +400,9 @@ def test_checks_are_in_the_definitions_and_the_city_refresh_job():
     assert names >= set(ALL_CHECKS)
     job = defs.resolve_job_def(CITY_JOB)
     nodes = {node.name for node in job.nodes}
-    assert {"city_plans_integrity", "city_plans_quality"} <= nodes
+    assert "refresh_city_plans" in nodes  # the integrity and quality checks are its specs
+    specs = {spec.name for spec in job.asset_layer.asset_graph.asset_check_keys}
+    assert set(INTEGRITY) | set(QUALITY) <= specs
     assert any(name.endswith(ac.NO_HARDCODED_IDS) for name in nodes)
 
 

@@ -144,7 +144,7 @@ def test_retry_sensor_backs_off_caps_attempts_and_forgets_recovered_cities(
     sandbox.configure(fail_tdsps=[failing_duns])
     throttle.reset_all()
 
-    # Five minutes after: one run per contiguous range of still-failed cities.
+    # Five minutes after: one run per tier, over the span of its still-failed cities.
     clock.now = first_failure + 5 * 60 + 1
     requests, skip, cursor = _tick(sensor, instance, cursor)
     still_failed = sorted(failed - {recovered_early}, key=FIRST_TWELVE.index)
@@ -153,7 +153,9 @@ def test_retry_sensor_backs_off_caps_attempts_and_forgets_recovered_cities(
         for start, end in _ranges(requests)
         for key in FIRST_TWELVE[FIRST_TWELVE.index(start) : FIRST_TWELVE.index(end) + 1]
     }
-    assert requested == set(still_failed)  # never the recovered city, never a healthy one
+    assert len(requests) == 1  # the first twelve are all tier1
+    assert _ranges(requests) == [(still_failed[0], still_failed[-1])]
+    assert requested >= set(still_failed)  # the healthy cities between them come along
     assert recovered_early not in json.loads(cursor)
     assert all(r.tags[RETRY_ATTEMPT_TAG] == "1" for r in requests)
     assert all(r.tags[TRIGGER_TAG] == "sensor" for r in requests)
@@ -164,8 +166,9 @@ def test_retry_sensor_backs_off_caps_attempts_and_forgets_recovered_cities(
     again, skip, cursor = _tick(sensor, instance, cursor)
     assert again == []
 
-    # The first retry run fails again; the others succeed.
+    # The retry run fails again (the TDSP is still down).
     stubborn, *healed = requests
+    assert healed == []
     assert not _execute(stubborn, city_resources, instance, "city_refresh").success
     second_failure = _latest_failure_ts(instance)
     sandbox.configure(fail_tdsps=[])

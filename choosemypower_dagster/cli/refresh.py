@@ -75,6 +75,20 @@ def _run_tags(start: str, end: str, tiers: Sequence[str], trigger: str) -> dict[
     return {**range_tags(start, end, tiers, None, trigger), **process_tags()}
 
 
+def export_follows(result: dg.ExecuteInProcessResult) -> bool:
+    """Whether a city run rolled up but did not export (its plans step failed for some cities)
+    while every blocking check it evaluated passed: then the export follows in a run of its own.
+    """
+    from choosemypower_dagster.defs.keys import CITY_SUMMARIES, SITE_EXPORT
+
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    blocked = any(
+        not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
+        for e in result.get_asset_check_evaluations()
+    )
+    return CITY_SUMMARIES in materialized and SITE_EXPORT not in materialized and not blocked
+
+
 def run_refresh(
     tiers: Sequence[str] | None = None,
     cities: Sequence[str] | None = None,
@@ -93,8 +107,9 @@ def run_refresh(
     from choosemypower_dagster.catalog.keys import city_keys_by_tier, tier_of_city
     from choosemypower_dagster.cli.abandoned_runs import recover_abandoned_runs
     from choosemypower_dagster.definitions import defs
-    from choosemypower_dagster.defs.jobs import CITY_JOB, REFERENCE_JOB
+    from choosemypower_dagster.defs.jobs import CITY_JOB, PUBLISH_JOB, REFERENCE_JOB
     from choosemypower_dagster.defs.partitions import contiguous_ranges, range_keys
+    from choosemypower_dagster.defs.tags import TIERS_TAG, process_tags, trigger_tags
 
     started = time.monotonic()
     warehouse = _resource("warehouse")
@@ -136,6 +151,7 @@ def run_refresh(
         "loggers": {"console": {"config": {"log_level": log_level}}},
     }
     city_job = defs.resolve_job_def(CITY_JOB)
+    result = None
     for key_range in ranges:
         result = city_job.execute_in_process(
             instance=instance,
@@ -151,6 +167,20 @@ def run_refresh(
         if not result.success and not failed:
             text = failure_text(result, warehouse.display_url)
             report.errors.append(f"run {result.run_id}: {text}")
+    if result is not None and export_follows(result):
+        # Cities failed, the rest are written, rolled up and checked: publish them (the
+        # failed cities keep their previous files), as the daemon's automation would.
+        publish = defs.resolve_job_def(PUBLISH_JOB).execute_in_process(
+            instance=instance,
+            tags={**trigger_tags(None, trigger), TIERS_TAG: ",".join(tiers), **process_tags()},
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            raise_on_error=False,
+        )
+        report.runs.append(publish.run_id)
+        if not publish.success:
+            report.errors.append(
+                f"run {publish.run_id}: {failure_text(publish, warehouse.display_url)}"
+            )
     report.seconds = time.monotonic() - started
     report.export = export_switched(export_dir, export_before) or report.export
     with warehouse.begin() as conn:

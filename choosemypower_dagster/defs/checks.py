@@ -1,18 +1,26 @@
 """Asset checks on the stored plans, collected for the definitions.
 
-Three check steps, each reading whole tables in a few queries (never one query per city):
+Two groups, each reading whole tables in a few queries (never one query per city), evaluated
+by the plan refresh step itself (`refresh_city_plans`, through `plan_check_results`):
 
-- `city_plans_integrity` (ERROR, blocking): our own integrity. Plan ids are valid, unique and
-  stable ObjectIds; every plan's TDSP is in the TDSP table; no two active plans of one TDSP
-  share an external id; every refreshed catalog city has an active plan. A failure fails the
-  check step, so `site_export` (which reads `city_summaries`) does not run in that run: bad
-  data never reaches the site.
-- `city_plans_quality` (WARN, never blocking): quirks of the upstream data, with the plans
-  listed: external ids that are not ObjectIds, quoted prices that disagree with the
-  components, rates outside a plausible band or below the TDSP's delivery charges, plans
-  listed under another TDSP, and fields of the API's answers the parser does not know.
-- `no_hardcoded_ids`: the source scanner over the installed package (ERROR on a plan ID or
-  ESIID in code, WARN on other 24-hex literals); not blocking, since the data is not wrong.
+- integrity (ERROR, blocking): our own integrity. Plan ids are valid, unique and stable
+  ObjectIds; every plan's TDSP is in the TDSP table; no two active plans of one TDSP share an
+  external id; every refreshed catalog city has an active plan. A failure fails the step, so
+  `site_export` (which reads `city_summaries`) does not run on that data: bad data never
+  reaches the site.
+- quality (WARN, never blocking): quirks of the upstream data, with the plans listed: external
+  ids that are not ObjectIds, quoted prices that disagree with the components, rates outside
+  a plausible band or below the TDSP's delivery charges, plans listed under another TDSP, and
+  fields of the API's answers the parser does not know.
+
+And one check with a step of its own, `no_hardcoded_ids`: the source scanner over the
+installed package (ERROR on a plan ID or ESIID in code, WARN on other 24-hex literals); not
+blocking, since the data is not wrong.
+
+Why in the refresh step: when some cities fail, the step reports them by failing, after it has
+written the others and rolled them up; a check step downstream of it would then never run and
+show "execution failed" on good data. Evaluated in the step, before it reports the failed
+cities, the checks judge what the step did write.
 
 Why they are attached to `city_summaries`, not `city_plans`: the refresh step records each
 city's `city_plans` partition with its own `AssetMaterialization` (so failed cities stay
@@ -26,7 +34,7 @@ Why run-level rather than per-partition: Dagster 1.13 can partition a check (`pa
 a preview feature) only on a partitioned asset, and in a ranged run (how every tier refresh
 runs) a check step reports one evaluation for the whole run anyway; one run per city costs
 seconds each (DESIGN.md, "Measured on Dagster 1.13"). So each check evaluates the whole
-warehouse once per run: a refresh of 839 cities adds three steps, not 839 x 10 evaluations.
+warehouse once per run: a refresh of 839 cities adds 12 evaluations, not 839 x 12.
 """
 
 import time
@@ -189,21 +197,10 @@ def _result(
     )
 
 
-def _selected(context: dg.AssetCheckExecutionContext) -> set[str]:
-    return {key.name for key in context.selected_asset_check_keys}
-
-
-@dg.multi_asset_check(
-    name="city_plans_integrity",
-    specs=INTEGRITY_SPECS,
-    can_subset=True,
-    description="Our own integrity of the stored plans (ERROR, blocking the site export).",
-)
-def city_plans_integrity(
-    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+def _integrity_results(
+    instance: dg.DagsterInstance, warehouse: WarehouseResource, wanted: set[str], log: Any
 ) -> Iterator[dg.AssetCheckResult]:
     """Ids valid, unique and stable; TDSPs known; external ids unique; refreshed cities covered."""
-    wanted = _selected(context)
     error = dg.AssetCheckSeverity.ERROR
     now = datetime.now(UTC)
     started = time.monotonic()
@@ -228,10 +225,10 @@ def city_plans_integrity(
                 yield _result(name, outcome, load_seconds + time.monotonic() - began, severity)
         if PLAN_IDS_STABLE in wanted:
             recorded = integrity.record_snapshot(conn, plans, snapshot, now)
-            context.log.info(f"plan_id_snapshots: recorded {recorded} new plan id(s)")
+            log.info(f"plan_id_snapshots: recorded {recorded} new plan id(s)")
         if CITIES_COVERED in wanted:
             began = time.monotonic()
-            refreshed = context.instance.get_materialized_partitions(CITY_PLANS)
+            refreshed = instance.get_materialized_partitions(CITY_PLANS)
             outcome = integrity.check_city_coverage(conn, refreshed)
             yield _result(CITIES_COVERED, outcome, time.monotonic() - began, error)
 
@@ -253,20 +250,11 @@ class PlanQualityConfig(dg.Config):
     )
 
 
-@dg.multi_asset_check(
-    name="city_plans_quality",
-    specs=QUALITY_SPECS,
-    can_subset=True,
-    description="Quirks of the upstream plan data (WARN, never blocking), plans listed.",
-)
-def city_plans_quality(
-    context: dg.AssetCheckExecutionContext,
-    config: PlanQualityConfig,
-    warehouse: WarehouseResource,
+def _quality_results(
+    config: PlanQualityConfig, warehouse: WarehouseResource, wanted: set[str]
 ) -> Iterator[dg.AssetCheckResult]:
     """External ids, prices against components, rate band and delivery floor over the active
     plans; foreign plans and field changes over each TDSP's stored API answer."""
-    wanted = _selected(context)
     warn = dg.AssetCheckSeverity.WARN
     started = time.monotonic()
     with warehouse.begin() as conn:
@@ -296,6 +284,20 @@ def city_plans_quality(
             yield _result(name, outcome, load_seconds + time.monotonic() - began, warn)
 
 
+#: The integrity (ERROR, blocking) and quality (WARN) checks, evaluated by the plan refresh
+#: step itself (see the module docstring).
+PLAN_CHECK_SPECS = [*INTEGRITY_SPECS, *QUALITY_SPECS]
+
+
+def plan_check_results(
+    context: dg.AssetExecutionContext, config: PlanQualityConfig, warehouse: WarehouseResource
+) -> Iterator[dg.AssetCheckResult]:
+    """The selected integrity and quality checks, over the warehouse as it is now."""
+    wanted = {key.name for key in context.selected_asset_check_keys}
+    yield from _integrity_results(context.instance, warehouse, wanted, context.log)
+    yield from _quality_results(config, warehouse, wanted)
+
+
 class SourceScanConfig(dg.Config):
     """Where the hard-coded ID scanner looks."""
 
@@ -323,8 +325,5 @@ def no_hardcoded_ids(config: SourceScanConfig) -> dg.AssetCheckResult:
     return _result(NO_HARDCODED_IDS, outcome, time.monotonic() - started, severity)
 
 
-ASSET_CHECKS: list[dg.AssetChecksDefinition] = [
-    city_plans_integrity,
-    city_plans_quality,
-    no_hardcoded_ids,
-]
+#: The checks with a step of their own (the plan checks are specs of the refresh step).
+ASSET_CHECKS: list[dg.AssetChecksDefinition] = [no_hardcoded_ids]

@@ -7,6 +7,7 @@ from choosemypower_dagster.defs.keys import (
     CITY_PLANS,
     CITY_SUMMARIES,
     PROVIDERS,
+    SITE_EXPORT,
     TDSP_TERRITORIES,
     TEXAS_CITIES,
 )
@@ -18,6 +19,7 @@ from choosemypower_dagster.warehouse.maintenance import maintain_warehouse
 
 REFERENCE_JOB = "reference_refresh"
 CITY_JOB = "city_refresh"
+PUBLISH_JOB = "site_publish"
 MAINTENANCE_JOB = "warehouse_maintenance"
 
 reference_refresh = dg.define_asset_job(
@@ -34,6 +36,14 @@ city_refresh = dg.define_asset_job(
     selection=dg.AssetSelection.assets(CITY_PLANS, CITY_SUMMARIES, PROVIDERS).downstream(),
     partitions_def=city_partitions,
     description="Plans of the selected city range, their summaries, providers and site export.",
+)
+
+# The export alone, from the warehouse as it is: what follows a run whose plans step failed
+# for some cities (the refresh command launches it; the daemon's automation does the same).
+site_publish = dg.define_asset_job(
+    PUBLISH_JOB,
+    selection=dg.AssetSelection.assets(SITE_EXPORT),
+    description="The site export alone, from the warehouse as it is (failed cities keep theirs).",
 )
 
 

@@ -63,3 +63,24 @@ def range_keys(key_range: dg.PartitionKeyRange) -> list[str]:
 def tier_to_cities_mapping() -> dg.StaticPartitionMapping:
     """texas_cities[tier] -> city_plans[city]: each tier feeds exactly its own cities."""
     return dg.StaticPartitionMapping({t: list(s) for t, s in city_keys_by_tier().items() if s})
+
+
+def tier_spans(slugs: Iterable[str]) -> dict[str, dg.PartitionKeyRange]:
+    """Per tier, the key range from the first to the last of `slugs` in it: one run each.
+
+    A TDSP's cities cannot all be contiguous keys (its two-TDSP cities tie it to several
+    others), so a retry of exactly them would be many small runs; a span also re-refreshes the
+    healthy cities between them, from the cache, which costs only their bookkeeping.
+    """
+    wanted = set(slugs)
+    spans: dict[str, dg.PartitionKeyRange] = {}
+    for tier, keys in city_keys_by_tier().items():
+        inside = [k for k in keys if k in wanted]
+        if inside:
+            spans[tier] = dg.PartitionKeyRange(inside[0], inside[-1])
+    return spans
+
+
+def selector_text(ranges: Iterable[dg.PartitionKeyRange]) -> str:
+    """Ranges as the UI's partition selector takes them: `[start...end], [start...end]`."""
+    return ", ".join(f"[{r.start}...{r.end}]" for r in ranges)

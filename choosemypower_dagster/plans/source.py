@@ -27,6 +27,7 @@ from choosemypower_dagster.plans.plausibility import (
 )
 from choosemypower_dagster.pricing.profile import UsageProfile, configured_profile
 from choosemypower_dagster.warehouse.cache import cache_key, cache_lookup, cache_store
+from choosemypower_dagster.warehouse.refresh_log import tdsp_failures_since
 
 
 @dataclass
@@ -60,6 +61,8 @@ class LoadResult:
     cache_hits: int = 0
     #: TDSPs whose cached answer was dated in the future (a clock that was fast): refetched.
     future_cache: dict[str, datetime] = field(default_factory=dict)
+    #: TDSPs whose cached answer predates a failed fetch (an outage): asked again, not reused.
+    refetched_after_failure: dict[str, datetime] = field(default_factory=dict)
     #: The local clock minus the API's `Date` header (median over the answers), in seconds.
     clock_skew_s: float | None = None
     #: The time this refresh stamps on what it writes (see `trusted_now`).
@@ -153,6 +156,9 @@ def load_tdsp_plans(
 ) -> LoadResult:
     """Plans of each TDSP: from a cached response younger than the TTL, else fetched once.
 
+    A cached response older than a failed fetch of its TDSP is not used (see
+    `tdsp_failures_since`): after an outage, a retry fetches again and fails while the API does.
+
     A fetched answer is used, and cached, only when it is plausible: its plan count within
     `bounds` of the last accepted answer (unless `accept_plan_count_change`). Any error while
     fetching, decoding or parsing one TDSP's answer becomes that TDSP's error.
@@ -161,17 +167,20 @@ def load_tdsp_plans(
     profile = configured_profile()
     now = datetime.now(UTC)
     to_fetch: list[str] = []
+    wanted = sorted(set(duns_list))
+    fresh_after = now - timedelta(minutes=ttl_minutes)
     with warehouse.begin() as conn:
-        for duns in sorted(set(duns_list)):
-            row = (
-                None
-                if force
-                else cache_lookup(conn, cache_key(duns), now - timedelta(minutes=ttl_minutes))
-            )
+        failures = {} if force else tdsp_failures_since(conn, wanted, fresh_after)
+        for duns in wanted:
+            row = None if force else cache_lookup(conn, cache_key(duns), fresh_after)
             if row is None:
                 to_fetch.append(duns)
                 continue
             fetched_at = _as_utc(row.fetched_at)
+            if duns in failures and failures[duns] >= fetched_at:
+                result.refetched_after_failure[duns] = failures[duns]
+                to_fetch.append(duns)  # its API failed since: ask again, never the old answer
+                continue
             if fetched_at > now + CLOCK_SKEW_LIMIT:
                 result.future_cache[duns] = fetched_at
                 to_fetch.append(duns)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -356,12 +356,18 @@ def _data_source(conn: sa.Connection, refresh: Any) -> str:
 
 
 def build_site_files(
-    conn: sa.Connection, run_id: str | None, now: datetime, profile: UsageProfile | None = None
+    conn: sa.Connection,
+    run_id: str | None,
+    now: datetime,
+    profile: UsageProfile | None = None,
+    kept_previous: Sequence[str] = (),
 ) -> SiteFiles:
     """Every file of the export, encoded, from one read of each table.
 
     `profile` is the typical year the plans' typical-home figures were priced over (named in
-    build-summary.json); default the configured one.
+    build-summary.json); default the configured one. `kept_previous` are the cities whose
+    latest refresh failed: their files carry their previous plans, and build-summary.json
+    names them.
     """
     out = SiteFiles()
     profile = profile or configured_profile()
@@ -475,6 +481,7 @@ def build_site_files(
     }
     out.files[SUMMARY_FILE] = dumps(
         _build_summary(out, refresh, source, sandbox, price_changes, cheapest, now, profile)
+        | {"citiesKeptPrevious": sorted(kept_previous)}
     )
     return out
 

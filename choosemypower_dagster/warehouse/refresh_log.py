@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -46,3 +47,25 @@ def run_totals(conn: sa.Connection, run_ids: Sequence[str]) -> RunTotals:
             sa.select(sa.func.count()).where(t.providers.c.active)
         ).scalar_one(),
     )
+
+
+def tdsp_failures_since(
+    conn: sa.Connection, duns: Sequence[str], since: datetime
+) -> dict[str, datetime]:
+    """Each of `duns` whose fetch failed in a refresh that finished after `since`: when.
+
+    A cached answer older than its TDSP's last failure is never reused: a retry after an
+    outage asks the API again instead of reporting the pre-outage answer as a refresh.
+    """
+    log = t.refresh_log.c
+    wanted = set(duns)
+    failed: dict[str, datetime] = {}
+    rows = conn.execute(
+        sa.select(log.finished_at, log.errors).where(log.finished_at > since, log.cities_failed > 0)
+    )
+    for finished_at, errors in rows:
+        for subject in json.loads(errors or "{}"):
+            if subject in wanted:
+                when = finished_at if finished_at.tzinfo else finished_at.replace(tzinfo=UTC)
+                failed[subject] = max(failed.get(subject, when), when)
+    return failed

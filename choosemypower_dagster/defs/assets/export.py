@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 import dagster as dg
 from pydantic import Field
 
+from choosemypower_dagster.catalog.keys import city_keys
 from choosemypower_dagster.defs.keys import (
+    CITY_PLANS,
     CITY_SUMMARIES,
     OWNER,
     PROVIDERS,
@@ -14,6 +16,7 @@ from choosemypower_dagster.defs.keys import (
     TDSP_TERRITORIES,
 )
 from choosemypower_dagster.defs.metadata import md, warehouse_kind
+from choosemypower_dagster.defs.partitions import city_partitions
 from choosemypower_dagster.defs.resources import WarehouseResource
 from choosemypower_dagster.lib.display import cents, markdown_table
 from choosemypower_dagster.settings import EXPORT_DIR
@@ -33,12 +36,35 @@ class SiteExportConfig(dg.Config):
     )
 
 
+# The export follows the roll-ups whenever they changed without it (a retry, a backfill, a
+# run whose plans step failed for some cities), once all of their runs are over, and only when
+# the blocking checks on what it reads passed. A run that exports (a schedule's) handles it.
+EXPORT_CONDITION = (
+    dg.AutomationCondition.any_deps_match(
+        dg.AutomationCondition.newly_updated() | dg.AutomationCondition.will_be_requested()
+    )
+    .allow(dg.AssetSelection.assets(CITY_SUMMARIES, PROVIDERS))
+    .since_last_handled()
+    & ~dg.AutomationCondition.any_deps_missing()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+    & dg.AutomationCondition.all_deps_blocking_checks_passed()
+).with_label("roll-ups changed since the last export")
+
+
+def failed_cities(instance: dg.DagsterInstance) -> list[str]:
+    """Cities whose latest refresh failed (Dagster's FAILED partitions): they keep their data."""
+    statuses = instance.get_status_by_partition(CITY_PLANS, city_keys(), city_partitions) or {}
+    return sorted(k for k, s in statuses.items() if s == dg.AssetPartitionStatus.FAILED)
+
+
 @dg.asset(
     name="site_export",
     group_name=PUBLISHING_GROUP,
     owners=[OWNER],
     kinds={"json", "sqlalchemy", warehouse_kind()},
     deps=[CITY_SUMMARIES, PROVIDERS, TDSP_TERRITORIES],
+    automation_condition=EXPORT_CONDITION,
 )
 def site_export(
     context: dg.AssetExecutionContext,
@@ -52,12 +78,15 @@ def site_export(
     needsZip), zip-tdsp-tx.json (every ZIP of a listed city to its TDSPs and pages) and
     build-summary.json. Each export is written to its own directory and published by one
     atomic switch of the link at CHOOSEMYPOWER_EXPORT_DIR (site/publish.py): a failure or a
-    signal leaves the previous export whole and current. Sandbox data is labelled.
+    signal leaves the previous export whole and current. Sandbox data is labelled. Cities
+    whose latest refresh failed keep their previous plans, listed in build-summary.json
+    (citiesKeptPrevious). Follows the roll-ups automatically when a run did not export.
     """
     started = time.monotonic()
     directory = resolve_export_dir(config.export_dir)
+    kept = failed_cities(context.instance)
     with snapshot(warehouse.engine) as conn:
-        site = build_site_files(conn, context.run_id, datetime.now(UTC))
+        site = build_site_files(conn, context.run_id, datetime.now(UTC), kept_previous=kept)
     built = time.monotonic()
     try:
         published = publish(directory, site.files)
@@ -104,6 +133,7 @@ def site_export(
             "zip_codes": f["zip_codes"],
             "price_changes": f["price_changes"],
             "stale_files_removed": len(published.removed),
+            "cities_kept_previous": len(kept),
             "build_seconds": round(built - started, 3),
             "write_seconds": round(finished - built, 3),
             "top_providers": md(

@@ -13,6 +13,11 @@ from pydantic import Field
 
 from choosemypower_dagster.catalog.tdsps import tdsps_by_duns
 from choosemypower_dagster.comparepower.client import ComparePowerClient
+from choosemypower_dagster.defs.checks import (
+    PLAN_CHECK_SPECS,
+    PlanQualityConfig,
+    plan_check_results,
+)
 from choosemypower_dagster.defs.keys import (
     API_POOL,
     CITY_PLANS,
@@ -24,7 +29,12 @@ from choosemypower_dagster.defs.keys import (
     TEXAS_CITIES,
 )
 from choosemypower_dagster.defs.metadata import md, warehouse_kind
-from choosemypower_dagster.defs.partitions import city_partitions, tier_to_cities_mapping
+from choosemypower_dagster.defs.partitions import (
+    city_partitions,
+    selector_text,
+    tier_spans,
+    tier_to_cities_mapping,
+)
 from choosemypower_dagster.defs.resources import WarehouseResource
 from choosemypower_dagster.lib.display import cents, markdown_table
 from choosemypower_dagster.plans.fanout import RefreshTotals, refresh_cities
@@ -33,8 +43,8 @@ from choosemypower_dagster.warehouse import rollups, tdsp_rollups
 from choosemypower_dagster.warehouse.refresh_log import write_refresh_log
 
 
-class PlanRefreshConfig(dg.Config):
-    """Run config of a plan refresh."""
+class PlanRefreshConfig(PlanQualityConfig):
+    """Run config of a plan refresh (and the thresholds of the quality checks it evaluates)."""
 
     force_refresh: bool = Field(default=False, description="Ignore cached API responses.")
     accept_plan_count_change: bool = Field(
@@ -231,6 +241,7 @@ def _run_metadata(totals: RefreshTotals, requested: int, seconds: float) -> dict
 @dg.multi_asset(
     name="refresh_city_plans",
     specs=[CITY_PLANS_SPEC, CITY_SUMMARIES_SPEC, PROVIDERS_SPEC],
+    check_specs=PLAN_CHECK_SPECS,
     can_subset=True,
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool=API_POOL,
@@ -240,11 +251,12 @@ def refresh_city_plans(
     config: PlanRefreshConfig,
     warehouse: WarehouseResource,
     comparepower: ComparePowerClient,
-) -> Iterator[dg.AssetMaterialization | dg.MaterializeResult]:
-    """Fetch each TDSP's plans once, fan them out to its cities, then roll up.
+) -> Iterator[dg.AssetMaterialization | dg.MaterializeResult | dg.AssetCheckResult]:
+    """Fetch each TDSP's plans once, fan them out to its cities, roll up, then check.
 
-    Every finished city is materialized as it commits; failed cities are named at the end
-    and left as they were, so 'backfill failed' re-runs exactly them.
+    Every finished city is materialized as it commits; failed cities keep their previous
+    rows. The roll-ups and the checks run in any case, on what was written; only then are
+    the failed cities named, by failing the step, so 'backfill failed' re-runs exactly them.
     """
     started = time.monotonic()
     started_at = datetime.now(UTC)
@@ -308,6 +320,7 @@ def refresh_city_plans(
                 },
             )
     context.log.info("refresh totals: " + json.dumps(run_meta))
+    yield from plan_check_results(context, config, warehouse)
     if totals.failed:
         reasons = sorted(set(totals.failed.values()))
         shown = sorted(totals.failed)[:20]
@@ -324,5 +337,7 @@ def refresh_city_plans(
                 "failed_tdsps": dg.MetadataValue.json(
                     dict(sorted(totals.load.errors.items())) if totals.load else {}
                 ),
+                # what to paste in the backfill dialog's partition selector: one run per tier
+                "backfill_ranges": selector_text(tier_spans(totals.failed).values()),
             },
         )

@@ -1,10 +1,17 @@
-"""`report_failed_runs`: each failed run (job, partitions, error, failed cities) to the alerts."""
+"""`report_failed_runs`: each failed run (job, partitions, error, failed cities) to the alerts.
+
+Runs launched by the daemon or the UI belong to this code location; the refresh command runs
+its jobs in process, so its runs belong to none, and a sensor that watches only its own code
+location never sees them. This one watches every run and alerts on those of this project's
+jobs, its own code location's and the command's alike, once each.
+"""
 
 from typing import Any
 
 import dagster as dg
 
 from choosemypower_dagster.alerts.webhook import deliver_alert
+from choosemypower_dagster.defs.jobs import CITY_JOB, MAINTENANCE_JOB, PUBLISH_JOB, REFERENCE_JOB
 from choosemypower_dagster.defs.tags import (
     RANGE_END_TAG,
     RANGE_START_TAG,
@@ -45,14 +52,31 @@ def failure_payload(context: dg.RunFailureSensorContext) -> dict[str, Any]:
     }
 
 
+#: The jobs whose failures are alerted: this project's, and the implicit asset job that
+#: backfills and automation launch.
+ALERTED_JOBS = frozenset({CITY_JOB, REFERENCE_JOB, MAINTENANCE_JOB, PUBLISH_JOB, "__ASSET_JOB"})
+
+
+def is_alerted(run: dg.DagsterRun) -> bool:
+    """A run of one of this project's jobs, launched from a code location or in process (the
+    refresh command's runs, which carry no code location). This instance serves this one code
+    location, so the job's name is enough."""
+    return run.job_name in ALERTED_JOBS
+
+
 @dg.run_failure_sensor(
     name="report_failed_runs",
     default_status=dg.DefaultSensorStatus.RUNNING,
+    monitor_all_code_locations=True,  # the command's in-process runs belong to none
     description=(
-        "Reports each failed run (job, partitions, error) to CHOOSEMYPOWER_ALERT_WEBHOOK_URL "
-        "as JSON, or to the log when it is unset."
+        "Reports each failed run of this project's jobs (job, partitions, error), whether "
+        "launched by the daemon, the UI or the refresh command, to "
+        "CHOOSEMYPOWER_ALERT_WEBHOOK_URL as JSON, or to the log when it is unset."
     ),
 )
 def report_failed_runs(context: dg.RunFailureSensorContext) -> None:
     """POST the failure to the webhook; a broken webhook is logged, never raised."""
+    if not is_alerted(context.dagster_run):
+        context.log.info(f"run {context.dagster_run.run_id} is not this project's: not alerted")
+        return
     deliver_alert(failure_payload(context), log=context.log)

@@ -1,7 +1,11 @@
 """`retry_failed_cities`: re-runs city partitions whose latest attempt failed.
 
 The delay doubles with each attempt, and the sensor gives up on a city after a bounded number
-of retries. Failed cities next to each other in key order are retried in one run.
+of retries. The cities due in a tier are retried in one run over the key range from the first
+to the last of them (`tier_spans`): a TDSP outage is at most one run per tier. The healthy
+cities between them come along, refreshed from the cache; the failed TDSP is fetched afresh
+(its cached answer predates the failure, see plans/source.py). A retry refreshes the plans and
+the roll-ups only: the export follows once, after the retries (`site_export`'s condition).
 """
 
 import hashlib
@@ -14,14 +18,16 @@ from typing import Any
 
 import dagster as dg
 
-from choosemypower_dagster.catalog.keys import city_keys, tier_of_city
+from choosemypower_dagster.catalog.keys import city_keys
 from choosemypower_dagster.defs.jobs import city_refresh
-from choosemypower_dagster.defs.keys import CITY_PLANS
-from choosemypower_dagster.defs.partitions import city_partitions, contiguous_ranges, range_keys
+from choosemypower_dagster.defs.keys import CITY_PLANS, CITY_SUMMARIES, PROVIDERS
+from choosemypower_dagster.defs.partitions import city_partitions, range_keys, tier_spans
 from choosemypower_dagster.defs.tags import RETRY_ATTEMPT_TAG, range_tags
 from choosemypower_dagster.settings import RETRY_BASE_DELAY_MINUTES, RETRY_MAX_ATTEMPTS
 
 LOST_REQUEST_AFTER = timedelta(hours=1)
+#: What a retry run materializes: the plans and their roll-ups (with their checks), no export.
+RETRY_SELECTION = [CITY_PLANS, CITY_SUMMARIES, PROVIDERS]
 
 
 def _fmt(ts: float) -> str:
@@ -128,11 +134,12 @@ def build_retry_sensor(
             else:
                 waiting[slug] = due
 
-        ranges = contiguous_ranges(ready) if ready else []
-        launched = ranges[:max_runs_per_tick]
-        tiers_of = tier_of_city()
-        for key_range in launched:
-            members = range_keys(key_range)
+        spans = tier_spans(ready)
+        launched = list(spans.items())[:max_runs_per_tick]
+        failing = set(failed)
+        for tier, key_range in launched:
+            # every failed city inside the span is retried by this run, due or not yet
+            members = [s for s in range_keys(key_range) if s in failing]
             attempt = max(state[s]["attempts"] for s in members) + 1
             digest = hashlib.sha256(
                 ",".join(f"{s}@{failures.get(s, Failure('', 0)).run_id}" for s in members).encode()
@@ -143,15 +150,15 @@ def build_retry_sensor(
                     retried=failures.get(slug, Failure("", now)).run_id,
                     requested_at=now,
                 )
-            tiers = {tiers_of[s] for s in members}
             context.log.info(
-                f"retrying {len(members)} cit(ies) {key_range.start}..{key_range.end} "
-                f"(attempt {attempt} of {retries})"
+                f"retrying {len(members)} failed cit(ies) of {tier} in one run over "
+                f"{key_range.start}..{key_range.end} (attempt {attempt} of {retries})"
             )
             yield dg.RunRequest(
                 run_key=f"{name}:{key_range.start}..{key_range.end}:{digest}",
+                asset_selection=RETRY_SELECTION,
                 tags={
-                    **range_tags(key_range.start, key_range.end, tiers, name, "sensor"),
+                    **range_tags(key_range.start, key_range.end, [tier], name, "sensor"),
                     RETRY_ATTEMPT_TAG: str(attempt),
                 },
             )
@@ -170,8 +177,8 @@ def build_retry_sensor(
                     f"gave up on {len(exhausted)} cit(ies) after {retries} retries: "
                     f"{', '.join(sorted(exhausted)[:10])}"
                 )
-            if len(ranges) > len(launched):
-                parts.append("more ranges ready than one tick launches")
+            if len(spans) > len(launched):
+                parts.append("more tiers ready than one tick launches")
             yield dg.SkipReason("; ".join(parts) or "no failed city partitions to retry")
 
     return _sensor
