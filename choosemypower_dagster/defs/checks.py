@@ -1,7 +1,8 @@
 """Asset checks on the stored plans, collected for the definitions.
 
-Two groups, each reading whole tables in a few queries (never one query per city), evaluated
-by the plan refresh step itself (`refresh_city_plans`, through `plan_check_results`):
+Evaluated by the plan refresh step itself (`refresh_city_plans`, through
+`plan_check_results`), the plan checks reading whole tables in a few queries (never one
+query per city):
 
 - integrity (ERROR, blocking): our own integrity. Plan ids are valid, unique and stable
   ObjectIds; every plan's TDSP is in the TDSP table; no two active plans of one TDSP share an
@@ -13,9 +14,8 @@ by the plan refresh step itself (`refresh_city_plans`, through `plan_check_resul
   a plausible band or below the TDSP's delivery charges, plans listed under another TDSP, and
   fields of the API's answers the parser does not know.
 
-And one check with a step of its own, `no_hardcoded_ids`: the source scanner over the
-installed package (ERROR on a plan ID or ESIID in code, WARN on other 24-hex literals); not
-blocking, since the data is not wrong.
+- `no_hardcoded_ids`: the source scanner over the installed package (ERROR on a plan ID or
+  ESIID in code, WARN on other 24-hex literals); not blocking, since the data is not wrong.
 
 Why in the refresh step: when some cities fail, the step reports them by failing, after it has
 written the others and rolled them up; a check step downstream of it would then never run and
@@ -284,20 +284,6 @@ def _quality_results(
             yield _result(name, outcome, load_seconds + time.monotonic() - began, warn)
 
 
-#: The integrity (ERROR, blocking) and quality (WARN) checks, evaluated by the plan refresh
-#: step itself (see the module docstring).
-PLAN_CHECK_SPECS = [*INTEGRITY_SPECS, *QUALITY_SPECS]
-
-
-def plan_check_results(
-    context: dg.AssetExecutionContext, config: PlanQualityConfig, warehouse: WarehouseResource
-) -> Iterator[dg.AssetCheckResult]:
-    """The selected integrity and quality checks, over the warehouse as it is now."""
-    wanted = {key.name for key in context.selected_asset_check_keys}
-    yield from _integrity_results(context.instance, warehouse, wanted, context.log)
-    yield from _quality_results(config, warehouse, wanted)
-
-
 class SourceScanConfig(dg.Config):
     """Where the hard-coded ID scanner looks."""
 
@@ -307,17 +293,26 @@ class SourceScanConfig(dg.Config):
     )
 
 
-@dg.asset_check(
+class PlanChecksConfig(PlanQualityConfig, SourceScanConfig):
+    """Run config of the checks the plan refresh step evaluates."""
+
+
+SOURCE_SCAN_SPEC = dg.AssetCheckSpec(
+    NO_HARDCODED_IDS,
     asset=CHECKED_ASSET,
-    name=NO_HARDCODED_IDS,
     description=(
         "The package's source and configuration files hold no hard-coded plan ID (ObjectId) "
         "or Texas ESIID: ERROR on those, WARN on other 24-hex literals; findings listed with "
         "file, line and pattern. Not blocking: a finding is a code defect, the data is fine."
     ),
 )
-def no_hardcoded_ids(config: SourceScanConfig) -> dg.AssetCheckResult:
-    """Run the hard-coded ID scanner over the package source."""
+
+#: Every check, evaluated by the plan refresh step itself (see the module docstring).
+PLAN_CHECK_SPECS = [*INTEGRITY_SPECS, *QUALITY_SPECS, SOURCE_SCAN_SPEC]
+
+
+def _source_scan_result(config: SourceScanConfig) -> dg.AssetCheckResult:
+    """The hard-coded ID scanner over the package source (or `scan_root`)."""
     started = time.monotonic()
     report = scan_source(Path(config.scan_root) if config.scan_root else None)
     outcome, critical = scan_outcome(report)
@@ -325,5 +320,18 @@ def no_hardcoded_ids(config: SourceScanConfig) -> dg.AssetCheckResult:
     return _result(NO_HARDCODED_IDS, outcome, time.monotonic() - started, severity)
 
 
-#: The checks with a step of their own (the plan checks are specs of the refresh step).
-ASSET_CHECKS: list[dg.AssetChecksDefinition] = [no_hardcoded_ids]
+def plan_check_results(
+    context: dg.AssetExecutionContext, config: PlanChecksConfig, warehouse: WarehouseResource
+) -> Iterator[dg.AssetCheckResult]:
+    """The selected checks, over the warehouse (and the source) as they are now."""
+    wanted = {key.name for key in context.selected_asset_check_keys}
+    if wanted & {spec.name for spec in INTEGRITY_SPECS}:
+        yield from _integrity_results(context.instance, warehouse, wanted, context.log)
+    if wanted & {spec.name for spec in QUALITY_SPECS}:
+        yield from _quality_results(config, warehouse, wanted)
+    if NO_HARDCODED_IDS in wanted:
+        yield _source_scan_result(config)
+
+
+#: Checks with a step of their own (none yet: every check above is a spec of the refresh step).
+ASSET_CHECKS: list[dg.AssetChecksDefinition] = []

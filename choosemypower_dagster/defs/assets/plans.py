@@ -15,7 +15,7 @@ from choosemypower_dagster.catalog.tdsps import tdsps_by_duns
 from choosemypower_dagster.comparepower.client import ComparePowerClient
 from choosemypower_dagster.defs.checks import (
     PLAN_CHECK_SPECS,
-    PlanQualityConfig,
+    PlanChecksConfig,
     plan_check_results,
 )
 from choosemypower_dagster.defs.keys import (
@@ -43,8 +43,8 @@ from choosemypower_dagster.warehouse import rollups, tdsp_rollups
 from choosemypower_dagster.warehouse.refresh_log import write_refresh_log
 
 
-class PlanRefreshConfig(PlanQualityConfig):
-    """Run config of a plan refresh (and the thresholds of the quality checks it evaluates)."""
+class PlanRefreshConfig(PlanChecksConfig):
+    """Run config of a plan refresh (and of the checks it evaluates)."""
 
     force_refresh: bool = Field(default=False, description="Ignore cached API responses.")
     accept_plan_count_change: bool = Field(
