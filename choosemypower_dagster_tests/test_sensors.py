@@ -4,6 +4,7 @@ import csv
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -367,6 +368,34 @@ def test_failure_sensor_posts_job_partitions_and_error(failed_run, webhook, monk
     (step,) = payload["failed_steps"]
     assert "cities failed" in step["error"]
     assert set(payload["failed_cities"]) == _failed(instance)
+
+
+def test_the_command_alerts_its_failed_runs_only_when_no_daemon_would(
+    failed_run, webhook, monkeypatch
+):
+    """The sensor sees only failures after its first tick: a command run that fails with no
+    sensor daemon beating is alerted by the command, with the sensor's payload; with one
+    beating, the command leaves it to the sensor, so each failure is alerted once."""
+    from dagster._daemon.types import DaemonHeartbeat
+
+    from choosemypower_dagster.cli.refresh import alert_failed_runs
+
+    url, recorder = webhook
+    monkeypatch.setenv(ALERT_WEBHOOK_URL.name, url)
+    instance, result = failed_run
+    assert alert_failed_runs(instance, [result]) == 1
+    (payload,) = recorder.received
+    assert payload == _sensor_payload(instance, result)
+
+    instance.add_daemon_heartbeat(DaemonHeartbeat(time.time(), "SENSOR", None, None))
+    assert alert_failed_runs(instance, [result]) == 0
+    assert len(recorder.received) == 1
+
+
+def _sensor_payload(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult):
+    from choosemypower_dagster.defs.sensors.failed_runs import failure_payload
+
+    return json.loads(json.dumps(failure_payload(_failure_context(instance, result)), default=str))
 
 
 @pytest.mark.parametrize("target", ["closed_port", "server_error", "unset"])

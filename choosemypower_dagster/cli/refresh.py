@@ -143,6 +143,7 @@ def run_refresh(
         text = failure_text(reference, warehouse.display_url)
         report.errors.append(f"catalog refresh failed: {text}")
         report.seconds = time.monotonic() - started
+        report.alerts_sent = alert_failed_runs(instance, [reference])
         return report
 
     plans_config = {"force_refresh": force, OVERRIDE_CONFIG: accept_plan_count_change}
@@ -152,6 +153,7 @@ def run_refresh(
     }
     city_job = defs.resolve_job_def(CITY_JOB)
     result = None
+    results = [reference]
     for key_range in ranges:
         result = city_job.execute_in_process(
             instance=instance,
@@ -159,6 +161,7 @@ def run_refresh(
             run_config=run_config,
             raise_on_error=False,
         )
+        results.append(result)
         report.runs.append(result.run_id)
         failed = failed_cities(result)
         report.failed.update(failed)
@@ -176,6 +179,7 @@ def run_refresh(
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
             raise_on_error=False,
         )
+        results.append(publish)
         report.runs.append(publish.run_id)
         if not publish.success:
             report.errors.append(
@@ -183,9 +187,40 @@ def run_refresh(
             )
     report.seconds = time.monotonic() - started
     report.export = export_switched(export_dir, export_before) or report.export
+    report.alerts_sent = alert_failed_runs(instance, results)
     with warehouse.begin() as conn:
         report.add_totals(run_totals(conn, report.runs), warehouse.display_url)
     return report
+
+
+def alert_failed_runs(
+    instance: dg.DagsterInstance, results: Sequence[dg.ExecuteInProcessResult]
+) -> int:
+    """Alert each failed run of this command when no sensor daemon runs; returns alerts sent.
+
+    With a daemon running, `report_failed_runs` sees these runs (it watches every run) and
+    alerts on them, once; without one, nobody would: the command sends the same alert itself.
+    """
+    from choosemypower_dagster.alerts.webhook import deliver_alert
+    from choosemypower_dagster.defs.sensors.failed_runs import (
+        run_failure_payload,
+        sensor_daemon_running,
+    )
+
+    failed = [r for r in results if not r.success]
+    if not failed or sensor_daemon_running(instance):
+        return 0
+    for result in failed:
+        failure = next(
+            (e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE),
+            None,
+        )
+        steps = [e for e in result.all_events if e.is_step_failure]
+        payload = run_failure_payload(
+            result.dagster_run, steps, failure.message if failure else None
+        )
+        deliver_alert(payload)
+    return len(failed)
 
 
 def _resource(name: str) -> Any:

@@ -44,6 +44,8 @@ class RefreshReport:
     source: str = "n/a"
     warehouse: str = "n/a"
     export: str = "not updated (the previous export, if any, is still current)"
+    #: Failed runs this command alerted itself (no sensor daemon was running to do it).
+    alerts_sent: int = 0
 
     @property
     def ok(self) -> bool:
@@ -200,6 +202,10 @@ def format_report(report: RefreshReport) -> str:
             lines.append(f"    {slug}: {reason}")
         if len(report.failed) > 15:
             lines.append(f"    ... and {len(report.failed) - 15} more")
+    if report.alerts_sent:
+        lines.append(
+            f"  alerts:           {report.alerts_sent} failed run(s), no daemon to send them"
+        )
     lines.extend(f"  warning: {w}" for w in report.warnings[:10])
     lines.extend(f"  error: {e}" for e in report.errors)
     return "\n".join(lines)

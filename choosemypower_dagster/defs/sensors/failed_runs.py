@@ -6,6 +6,8 @@ location never sees them. This one watches every run and alerts on those of this
 jobs, its own code location's and the command's alike, once each.
 """
 
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
@@ -22,11 +24,20 @@ from choosemypower_dagster.defs.tags import (
 
 def failure_payload(context: dg.RunFailureSensorContext) -> dict[str, Any]:
     """What an alert says about a failed run: job, partitions, error, failed cities."""
-    run = context.dagster_run
+    return run_failure_payload(
+        context.dagster_run, context.get_step_failure_events(), context.failure_event.message
+    )
+
+
+def run_failure_payload(
+    run: dg.DagsterRun, step_failures: Sequence[dg.DagsterEvent], error: str | None
+) -> dict[str, Any]:
+    """The alert of a failed run from the run, its step failures and its failure message (the
+    sensor's context gives them, and so does an in-process run's result)."""
     tags = dict(run.tags)
     steps = []
     failed_cities: dict[str, Any] = {}
-    for event in context.get_step_failure_events():
+    for event in step_failures:
         data = event.step_failure_data
         error = data.error.message.strip() if data and data.error else event.message
         steps.append({"step": event.step_key, "error": error})
@@ -46,7 +57,7 @@ def failure_payload(context: dg.RunFailureSensorContext) -> dict[str, Any]:
         "trigger": tags.get(TRIGGER_TAG, "manual"),
         "tiers": tags.get(TIERS_TAG),
         "tags": {k: v for k, v in tags.items() if not k.startswith(".dagster")},
-        "error": context.failure_event.message,
+        "error": error,
         "failed_steps": steps,
         "failed_cities": failed_cities,
     }
@@ -80,3 +91,17 @@ def report_failed_runs(context: dg.RunFailureSensorContext) -> None:
         context.log.info(f"run {context.dagster_run.run_id} is not this project's: not alerted")
         return
     deliver_alert(failure_payload(context), log=context.log)
+
+
+#: A sensor daemon whose last heartbeat is older than this is taken as not running.
+DAEMON_HEARTBEAT_TOLERANCE_S = 120.0
+
+
+def sensor_daemon_running(instance: dg.DagsterInstance) -> bool:
+    """Whether a sensor daemon beat recently: then `report_failed_runs` alerts on its next tick.
+
+    The sensor sees only failures after its first tick, so a run that fails while no daemon
+    runs (the refresh command on a machine without one) must be alerted by whoever ran it.
+    """
+    beat = instance.get_daemon_heartbeats().get("SENSOR")
+    return beat is not None and time.time() - beat.timestamp < DAEMON_HEARTBEAT_TOLERANCE_S
