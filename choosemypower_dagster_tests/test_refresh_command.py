@@ -103,9 +103,13 @@ def test_refresh_of_two_cities_then_a_failing_tdsp(
     assert summary_figure(out, "cities failed") == "1"
     assert re.search(rf"^\s*{re.escape(b.slug)}: .*HTTP 500", out, re.MULTILINE), out
     assert not re.search(rf"^\s*{re.escape(a.slug)}: ", out, re.MULTILINE)
+    # no daemon runs here: the command alerts its failed run itself (to the log, no webhook)
+    assert summary_figure(out, "alerts").startswith("1 failed run(s)")
     runs = instance_runs(dagster_home)
-    assert len(runs) == 6
+    # catalog, two city ranges, then the export alone for the city that was refreshed
+    assert len(runs) == 7
     assert sorted(r.status.value for r in runs).count("FAILURE") == 1
+    assert runs[0].job_name == "site_publish" and runs[0].status == dg.DagsterRunStatus.SUCCESS
 
 
 def test_refresh_of_tier1_only(dagster_home: Path, sandbox: SandboxServer, tmp_path: Path) -> None:
