@@ -1,4 +1,5 @@
-"""Jobs: the catalog refresh, the city refresh (plans, roll-ups, export), warehouse maintenance."""
+"""Jobs: the catalog refresh, the city refresh (plans, roll-ups, export), warehouse maintenance
+and the operator's health checks."""
 
 import dagster as dg
 from pydantic import Field
@@ -7,6 +8,8 @@ from choosemypower_dagster.defs.keys import (
     CITY_PLANS,
     CITY_SUMMARIES,
     PROVIDERS,
+    REFRESH_HEALTH_CHECK,
+    STALE_CITIES_CHECK,
     TDSP_TERRITORIES,
     TEXAS_CITIES,
 )
@@ -19,6 +22,10 @@ from choosemypower_dagster.warehouse.maintenance import maintain_warehouse
 REFERENCE_JOB = "reference_refresh"
 CITY_JOB = "city_refresh"
 MAINTENANCE_JOB = "warehouse_maintenance"
+HEALTH_JOB = "health_checks"
+
+#: Checks that read the instance or a day of the log: their own job, so refreshes stay fast.
+OPERATOR_CHECKS = dg.AssetSelection.checks(STALE_CITIES_CHECK, REFRESH_HEALTH_CHECK)
 
 reference_refresh = dg.define_asset_job(
     REFERENCE_JOB,
@@ -31,9 +38,21 @@ reference_refresh = dg.define_asset_job(
 # export (and the asset checks of all of them), so one run leaves the site consistent.
 city_refresh = dg.define_asset_job(
     CITY_JOB,
-    selection=dg.AssetSelection.assets(CITY_PLANS, CITY_SUMMARIES, PROVIDERS).downstream(),
+    selection=(
+        dg.AssetSelection.assets(CITY_PLANS, CITY_SUMMARIES, PROVIDERS).downstream()
+        - OPERATOR_CHECKS
+    ),
     partitions_def=city_partitions,
     description="Plans of the selected city range, their summaries, providers and site export.",
+)
+
+health_checks = dg.define_asset_job(
+    HEALTH_JOB,
+    selection=OPERATOR_CHECKS,
+    description=(
+        "The operator's checks: stale cities per tier (with the retry sensor's queue) and the "
+        "refresh's health over the last 24 hours. Run after every city refresh and hourly."
+    ),
 )
 
 

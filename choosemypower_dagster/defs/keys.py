@@ -19,3 +19,8 @@ API_POOL = "comparepower_api"
 
 #: Metadata key of the warnings a plan refresh raised (read by the refresh command's summary).
 REFRESH_WARNINGS = "refresh_warnings"
+
+#: The operator's checks, run by the `health_checks` job (after every refresh and hourly),
+#: never inside a refresh run: they read the instance and a day of the refresh log.
+STALE_CITIES_CHECK = dg.AssetCheckKey(CITY_PLANS, "stale_cities")
+REFRESH_HEALTH_CHECK = dg.AssetCheckKey(CITY_SUMMARIES, "refresh_health")
