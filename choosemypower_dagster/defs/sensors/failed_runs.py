@@ -1,10 +1,13 @@
-"""`report_failed_runs`: each failed run (job, partitions, error, failed cities) to the alerts."""
+"""`report_failed_runs`: each failed run (job, partitions, error, failed cities) to the alerts,
+with the refresh's health over the last day (the `refresh_health` check's figures)."""
 
 from typing import Any
 
 import dagster as dg
 
 from choosemypower_dagster.alerts.webhook import deliver_alert
+from choosemypower_dagster.checks.health import day_figures
+from choosemypower_dagster.defs.resources import WarehouseResource
 from choosemypower_dagster.defs.tags import (
     RANGE_END_TAG,
     RANGE_START_TAG,
@@ -49,10 +52,23 @@ def failure_payload(context: dg.RunFailureSensorContext) -> dict[str, Any]:
     name="report_failed_runs",
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Reports each failed run (job, partitions, error) to CHOOSEMYPOWER_ALERT_WEBHOOK_URL "
-        "as JSON, or to the log when it is unset."
+        "Reports each failed run (job, partitions, error, and the refresh_health figures of "
+        "the last 24 hours) to CHOOSEMYPOWER_ALERT_WEBHOOK_URL as JSON, or to the log when it "
+        "is unset."
     ),
 )
-def report_failed_runs(context: dg.RunFailureSensorContext) -> None:
+def report_failed_runs(context: dg.RunFailureSensorContext, warehouse: WarehouseResource) -> None:
     """POST the failure to the webhook; a broken webhook is logged, never raised."""
-    deliver_alert(failure_payload(context), log=context.log)
+    payload = failure_payload(context)
+    payload["refresh_health"] = health_report(warehouse)
+    deliver_alert(payload, log=context.log)
+
+
+def health_report(warehouse: WarehouseResource) -> dict[str, Any]:
+    """The refresh_health figures of the last day (targets missed, alert thresholds passed);
+    an unreadable warehouse is named in the report, never raised: the alert must go out."""
+    try:
+        with warehouse.begin() as conn:
+            return day_figures(conn).report()
+    except Exception as exc:  # noqa: BLE001 - alerting must not fail on the warehouse
+        return {"error": f"{type(exc).__name__}: {exc}"}
