@@ -8,8 +8,6 @@ from choosemypower_dagster.defs.keys import (
     CITY_PLANS,
     CITY_SUMMARIES,
     PROVIDERS,
-    REFRESH_HEALTH_CHECK,
-    STALE_CITIES_CHECK,
     TDSP_TERRITORIES,
     TEXAS_CITIES,
 )
@@ -24,8 +22,9 @@ CITY_JOB = "city_refresh"
 MAINTENANCE_JOB = "warehouse_maintenance"
 HEALTH_JOB = "health_checks"
 
-#: Checks that read the instance or a day of the log: their own job, so refreshes stay fast.
-OPERATOR_CHECKS = dg.AssetSelection.checks(STALE_CITIES_CHECK, REFRESH_HEALTH_CHECK)
+#: The checks on city_plans (stale_cities, refresh_health: defs/keys.py) read the instance
+#: or a day of the log: their own job, so a refresh adds no step for them.
+OPERATOR_CHECKS = dg.AssetSelection.checks_for_assets(CITY_PLANS)
 
 reference_refresh = dg.define_asset_job(
     REFERENCE_JOB,

@@ -7,7 +7,7 @@ their own, so a missed schedule tick shows too), never inside a refresh run:
   instance in two queries (the latest storage id of every partition, then those records),
   against its tier's window; WARN, ERROR past twice the window or when never refreshed. Its
   metadata also shows the `retry_failed_cities` sensor's queue.
-- `refresh_health` on `city_summaries`: the last 24 hours of the refresh log against the sync
+- `refresh_health` on `city_plans`: the last 24 hours of the refresh log against the sync
   targets (checks/health.py); WARN with the figures when one is missed.
 """
 
