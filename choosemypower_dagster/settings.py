@@ -138,6 +138,24 @@ HISTORY_RETENTION_DAYS = Setting(
     "price history kept by the weekly warehouse maintenance",
     minimum=1,
 )
+STALE_HOURS_TIER1 = Setting(
+    "CHOOSEMYPOWER_STALE_HOURS_TIER1",
+    "2",
+    "a tier1 city's plans are stale past this age (the `stale_cities` check; ERROR past twice)",
+    minimum=0,
+)
+STALE_HOURS_TIER2 = Setting(
+    "CHOOSEMYPOWER_STALE_HOURS_TIER2",
+    "12",
+    "the same window for tier2 cities",
+    minimum=0,
+)
+STALE_HOURS_TIER3 = Setting(
+    "CHOOSEMYPOWER_STALE_HOURS_TIER3",
+    "36",
+    "the same window for tier3 cities",
+    minimum=0,
+)
 
 #: The table the README's "Configuration" section documents, in its order.
 SETTINGS: tuple[Setting, ...] = (
@@ -154,6 +172,9 @@ SETTINGS: tuple[Setting, ...] = (
     RETRY_BASE_DELAY_MINUTES,
     HISTORY_RETENTION_DAYS,
     USAGE_PROFILE,
+    STALE_HOURS_TIER1,
+    STALE_HOURS_TIER2,
+    STALE_HOURS_TIER3,
 )
 
 

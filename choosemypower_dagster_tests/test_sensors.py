@@ -355,11 +355,13 @@ def _failure_context(instance: dg.DagsterInstance, result: dg.ExecuteInProcessRe
     ).for_run_failure()
 
 
-def test_failure_sensor_posts_job_partitions_and_error(failed_run, webhook, monkeypatch):
+def test_failure_sensor_posts_job_partitions_and_error(
+    failed_run, webhook, monkeypatch, city_resources
+):
     url, recorder = webhook
     monkeypatch.setenv(ALERT_WEBHOOK_URL.name, url)
     instance, result = failed_run
-    report_failed_runs(_failure_context(instance, result))
+    report_failed_runs(_failure_context(instance, result), warehouse=city_resources["warehouse"])
     (payload,) = recorder.received
     assert payload["job"] == "city_refresh"
     assert payload["run_id"] == result.run_id
@@ -368,10 +370,19 @@ def test_failure_sensor_posts_job_partitions_and_error(failed_run, webhook, monk
     (step,) = payload["failed_steps"]
     assert "cities failed" in step["error"]
     assert set(payload["failed_cities"]) == _failed(instance)
+    # The alert names the refresh_health figures of the last day: this run's failures miss
+    # the success-rate target and pass the 5% alert threshold.
+    health = payload["refresh_health"]
+    failed = len(_failed(instance))
+    assert health["cities_failed"] == failed
+    assert health["cities_refreshed"] == len(FIRST_TWELVE) - failed
+    rate = f"{(len(FIRST_TWELVE) - failed) / len(FIRST_TWELVE):.1%}"
+    assert any(m.startswith(f"sync success rate {rate}") for m in health["missed"]), health
+    assert any(a.startswith("failures ") for a in health["alerts"]), health
 
 
 def test_the_command_alerts_its_failed_runs_only_when_no_daemon_would(
-    failed_run, webhook, monkeypatch
+    failed_run, webhook, monkeypatch, city_resources
 ):
     """The sensor sees only failures after its first tick: a command run that fails with no
     sensor daemon beating is alerted by the command, with the sensor's payload; with one
@@ -379,16 +390,20 @@ def test_the_command_alerts_its_failed_runs_only_when_no_daemon_would(
     from dagster._daemon.types import DaemonHeartbeat
 
     from choosemypower_dagster.cli.refresh import alert_failed_runs
+    from choosemypower_dagster.defs.sensors.failed_runs import health_report
 
     url, recorder = webhook
     monkeypatch.setenv(ALERT_WEBHOOK_URL.name, url)
     instance, result = failed_run
-    assert alert_failed_runs(instance, [result]) == 1
+    warehouse = city_resources["warehouse"]
+    assert alert_failed_runs(instance, [result], warehouse) == 1
     (payload,) = recorder.received
+    health = payload.pop("refresh_health")
     assert payload == _sensor_payload(instance, result)
+    assert health == health_report(warehouse)  # the same figures as the sensor's alert
 
     instance.add_daemon_heartbeat(DaemonHeartbeat(time.time(), "SENSOR", None, None))
-    assert alert_failed_runs(instance, [result]) == 0
+    assert alert_failed_runs(instance, [result], warehouse) == 0
     assert len(recorder.received) == 1
 
 
@@ -400,7 +415,7 @@ def _sensor_payload(instance: dg.DagsterInstance, result: dg.ExecuteInProcessRes
 
 @pytest.mark.parametrize("target", ["closed_port", "server_error", "unset"])
 def test_failure_sensor_survives_a_broken_or_missing_webhook(
-    target, failed_run, webhook, monkeypatch, capfd
+    target, failed_run, webhook, monkeypatch, capfd, city_resources
 ):
     url, recorder = webhook
     if target == "closed_port":
@@ -412,7 +427,8 @@ def test_failure_sensor_survives_a_broken_or_missing_webhook(
         monkeypatch.delenv(ALERT_WEBHOOK_URL.name, raising=False)
     instance, result = failed_run
     capfd.readouterr()
-    report_failed_runs(_failure_context(instance, result))  # must not raise
+    # must not raise
+    report_failed_runs(_failure_context(instance, result), warehouse=city_resources["warehouse"])
     expected = {
         "closed_port": "alert webhook failed (ConnectError",
         "server_error": "alert webhook answered HTTP 500",

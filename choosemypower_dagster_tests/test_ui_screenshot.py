@@ -1,10 +1,15 @@
-"""The asset graph page, rendered by headless Chromium against the real webserver.
+"""The asset graph page and city_plans' checks page, rendered by headless Chromium against
+the real webserver.
 
-Skipped when Debian's `chromium` is not installed (`apt-get install chromium`).
+CI (`.ci/run`, which sets CI=1) installs Debian's `chromium` and these tests must run there;
+elsewhere they are skipped when it is missing (`apt-get install chromium`).
+`--update-snapshots` also rewrites docs/city-plans-checks.png from the checks page.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -24,6 +29,13 @@ from choosemypower_dagster_tests.test_webserver import (
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
+IN_CI = bool(os.environ.get("CI"))
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists() and not IN_CI,
+    reason="Debian chromium not installed (/usr/bin/chromium); CI installs it",
+)
+CHECKS_PAGE = "/assets/city_plans?view=checks&checkDetail=stale_cities"
+CHECKS_SCREENSHOT = PROJECT_ROOT / "docs" / "city-plans-checks.png"
 # The asset's lineage view lays out every group expanded (the global lineage page starts
 # with each group collapsed to one box).
 GRAPH_PAGE = "/assets/city_plans?view=lineage&lineageScope=neighbors&lineageDepth=4"
@@ -63,9 +75,7 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 
 @pytest.mark.webserver
-@pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="Debian chromium not installed (/usr/bin/chromium)"
-)
+@needs_chromium
 def test_asset_graph_page_renders_every_asset(
     tmp_path: Path, dagster_home: Path, sandbox: SandboxServer
 ) -> None:
@@ -105,6 +115,42 @@ def test_asset_graph_page_renders_every_asset(
         data = shot.read_bytes()
         assert png_size(data) == (WIDTH, HEIGHT)
         assert len(data) > 30_000  # a drawn graph: a page with one line of text is ~10 KB
+    finally:
+        stop_process(webserver)
+        gql.close()
+
+
+@pytest.mark.webserver
+@needs_chromium
+def test_city_plans_checks_page_shows_the_operator_checks(
+    tmp_path: Path, dagster_home: Path, sandbox: SandboxServer, request: pytest.FixtureRequest
+) -> None:
+    from choosemypower_dagster_tests.test_operator_view import refresh_then_check
+
+    env = dagster_env(dagster_home, sandbox.url, f"sqlite:///{tmp_path / 'warehouse.sqlite'}")
+    port = free_port()
+    log = tmp_path / "webserver.log"
+    webserver = start_webserver(env, port, log)
+    gql = GraphQL(f"http://127.0.0.1:{port}")
+    try:
+        refresh_then_check(env)
+        gql.wait_until_loaded(webserver, log, timeout=90)
+        assert gql("mutation { setNuxSeen }")["setNuxSeen"] is True
+
+        url = f"http://127.0.0.1:{port}{CHECKS_PAGE}"
+        dom = chromium(url, tmp_path / "profile-dom", "--dump-dom")
+        assert dom.returncode == 0, dom.stderr[-2000:]
+        for shown in ("city_plans", "stale_cities", "refresh_health"):
+            assert shown in dom.stdout, f"{shown} not on {CHECKS_PAGE}"
+
+        shot = tmp_path / "city-plans-checks.png"
+        result = chromium(url, tmp_path / "profile-shot", f"--screenshot={shot}")
+        assert result.returncode == 0, result.stderr[-2000:]
+        data = shot.read_bytes()
+        assert png_size(data) == (WIDTH, HEIGHT)
+        assert len(data) > 30_000
+        if request.config.getoption("--update-snapshots"):
+            shutil.copyfile(shot, CHECKS_SCREENSHOT)
     finally:
         stop_process(webserver)
         gql.close()

@@ -143,7 +143,7 @@ def run_refresh(
         text = failure_text(reference, warehouse.display_url)
         report.errors.append(f"catalog refresh failed: {text}")
         report.seconds = time.monotonic() - started
-        report.alerts_sent = alert_failed_runs(instance, [reference])
+        report.alerts_sent = alert_failed_runs(instance, [reference], warehouse)
         return report
 
     plans_config = {"force_refresh": force, OVERRIDE_CONFIG: accept_plan_count_change}
@@ -187,14 +187,14 @@ def run_refresh(
             )
     report.seconds = time.monotonic() - started
     report.export = export_switched(export_dir, export_before) or report.export
-    report.alerts_sent = alert_failed_runs(instance, results)
+    report.alerts_sent = alert_failed_runs(instance, results, warehouse)
     with warehouse.begin() as conn:
         report.add_totals(run_totals(conn, report.runs), warehouse.display_url)
     return report
 
 
 def alert_failed_runs(
-    instance: dg.DagsterInstance, results: Sequence[dg.ExecuteInProcessResult]
+    instance: dg.DagsterInstance, results: Sequence[dg.ExecuteInProcessResult], warehouse: Any
 ) -> int:
     """Alert each failed run of this command when no sensor daemon runs; returns alerts sent.
 
@@ -203,6 +203,7 @@ def alert_failed_runs(
     """
     from choosemypower_dagster.alerts.webhook import deliver_alert
     from choosemypower_dagster.defs.sensors.failed_runs import (
+        health_report,
         run_failure_payload,
         sensor_daemon_running,
     )
@@ -219,6 +220,7 @@ def alert_failed_runs(
         payload = run_failure_payload(
             result.dagster_run, steps, failure.message if failure else None
         )
+        payload["refresh_health"] = health_report(warehouse)
         deliver_alert(payload)
     return len(failed)
 

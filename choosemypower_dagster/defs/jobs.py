@@ -1,4 +1,5 @@
-"""Jobs: the catalog refresh, the city refresh (plans, roll-ups, export), warehouse maintenance."""
+"""Jobs: the catalog refresh, the city refresh (plans, roll-ups, export), warehouse maintenance
+and the operator's health checks."""
 
 import dagster as dg
 from pydantic import Field
@@ -21,6 +22,11 @@ REFERENCE_JOB = "reference_refresh"
 CITY_JOB = "city_refresh"
 PUBLISH_JOB = "site_publish"
 MAINTENANCE_JOB = "warehouse_maintenance"
+HEALTH_JOB = "health_checks"
+
+#: The checks on city_plans (stale_cities, refresh_health: defs/keys.py) read the instance
+#: or a day of the log: their own job, so a refresh adds no step for them.
+OPERATOR_CHECKS = dg.AssetSelection.checks_for_assets(CITY_PLANS)
 
 reference_refresh = dg.define_asset_job(
     REFERENCE_JOB,
@@ -33,7 +39,10 @@ reference_refresh = dg.define_asset_job(
 # export (and the asset checks of all of them), so one run leaves the site consistent.
 city_refresh = dg.define_asset_job(
     CITY_JOB,
-    selection=dg.AssetSelection.assets(CITY_PLANS, CITY_SUMMARIES, PROVIDERS).downstream(),
+    selection=(
+        dg.AssetSelection.assets(CITY_PLANS, CITY_SUMMARIES, PROVIDERS).downstream()
+        - OPERATOR_CHECKS
+    ),
     partitions_def=city_partitions,
     description="Plans of the selected city range, their summaries, providers and site export.",
 )
@@ -44,6 +53,15 @@ site_publish = dg.define_asset_job(
     PUBLISH_JOB,
     selection=dg.AssetSelection.assets(SITE_EXPORT),
     description="The site export alone, from the warehouse as it is (failed cities keep theirs).",
+)
+
+health_checks = dg.define_asset_job(
+    HEALTH_JOB,
+    selection=OPERATOR_CHECKS,
+    description=(
+        "The operator's checks: stale cities per tier (with the retry sensor's queue) and the "
+        "refresh's health over the last 24 hours. Run after every city refresh and hourly."
+    ),
 )
 
 

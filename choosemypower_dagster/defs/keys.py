@@ -19,3 +19,10 @@ API_POOL = "comparepower_api"
 
 #: Metadata key of the warnings a plan refresh raised (read by the refresh command's summary).
 REFRESH_WARNINGS = "refresh_warnings"
+
+#: The operator's checks, on city_plans (where an engineer looks first). Every check on
+#: city_plans runs in the `health_checks` job (after every refresh and hourly), never inside
+#: a refresh run, where it would be skipped: the refresh records city_plans partitions as
+#: AssetMaterialization events and yields no city_plans output (see defs/checks.py).
+STALE_CITIES_CHECK = dg.AssetCheckKey(CITY_PLANS, "stale_cities")
+REFRESH_HEALTH_CHECK = dg.AssetCheckKey(CITY_PLANS, "refresh_health")

@@ -1,4 +1,5 @@
-"""Schedules (America/Chicago): tier refreshes, the daily catalog, and warehouse maintenance.
+"""Schedules (America/Chicago): tier refreshes, the daily catalog, warehouse maintenance and
+the hourly health checks.
 
 Each tick asks for exactly one run, with a run key built from the schedule name and the
 scheduled time: a tick evaluated twice (daemon restart, catch-up) launches once.
@@ -16,7 +17,12 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from choosemypower_dagster.catalog.tiers import TIERS
-from choosemypower_dagster.defs.jobs import city_refresh, reference_refresh, warehouse_maintenance
+from choosemypower_dagster.defs.jobs import (
+    city_refresh,
+    health_checks,
+    reference_refresh,
+    warehouse_maintenance,
+)
 from choosemypower_dagster.defs.tags import city_range_tags, tier_range_tags, trigger_tags
 
 TIMEZONE = "America/Chicago"
@@ -98,10 +104,29 @@ def warehouse_maintenance_weekly(context: dg.ScheduleEvaluationContext) -> dg.Ru
     )
 
 
+@dg.schedule(
+    name="health_checks_hourly",
+    cron_schedule="50 * * * *",
+    job=health_checks,
+    execution_timezone=TIMEZONE,
+    description=(
+        "Every hour at :50: stale cities per tier and the refresh's health, also when no "
+        "refresh ran (a missed or failed schedule tick shows as stale cities)."
+    ),
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+def health_checks_hourly(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    return dg.RunRequest(
+        run_key=run_key("health_checks_hourly", context.scheduled_execution_time),
+        tags=trigger_tags("health_checks_hourly"),
+    )
+
+
 SCHEDULES: list[dg.ScheduleDefinition] = [
     tier1_hourly,
     tier2_every_6_hours,
     full_daily,
     catalog_daily,
     warehouse_maintenance_weekly,
+    health_checks_hourly,
 ]

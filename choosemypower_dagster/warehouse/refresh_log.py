@@ -69,3 +69,43 @@ def tdsp_failures_since(
                 when = finished_at if finished_at.tzinfo else finished_at.replace(tzinfo=UTC)
                 failed[subject] = max(failed.get(subject, when), when)
     return failed
+
+
+@dataclass(frozen=True)
+class LoggedRun:
+    """One refresh run's totals as the log holds them (times in UTC)."""
+
+    run_id: str
+    finished_at: datetime
+    cities_refreshed: int
+    cities_failed: int
+    api_calls: int
+    cache_hits: int
+
+
+def runs_finished_since(conn: sa.Connection, since: datetime) -> list[LoggedRun]:
+    """The log's runs that finished at or after `since`, oldest first."""
+    log = t.refresh_log.c
+    rows = conn.execute(
+        sa.select(
+            log.run_id,
+            log.finished_at,
+            log.cities_refreshed,
+            log.cities_failed,
+            log.api_calls,
+            log.cache_hits,
+        )
+        .where(log.finished_at >= since)
+        .order_by(log.finished_at)
+    ).all()
+    return [
+        LoggedRun(
+            r.run_id,
+            r.finished_at if r.finished_at.tzinfo else r.finished_at.replace(tzinfo=UTC),
+            r.cities_refreshed,
+            r.cities_failed,
+            r.api_calls,
+            r.cache_hits,
+        )
+        for r in rows
+    ]

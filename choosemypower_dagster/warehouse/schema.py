@@ -14,35 +14,71 @@ TS = sa.DateTime(timezone=True)
 tdsp_territories = sa.Table(
     "tdsp_territories",
     metadata,
-    sa.Column("duns", sa.String(13), primary_key=True),
-    sa.Column("code", sa.String(32), nullable=False),
-    sa.Column("name", sa.String(128), nullable=False),
-    sa.Column("short_name", sa.String(64), nullable=False),
-    sa.Column("abbreviation", sa.String(32), nullable=False),
-    sa.Column("service_region", sa.String(256)),
-    sa.Column("website", sa.String(256)),
-    sa.Column("updated_at", TS, nullable=False),
+    sa.Column(
+        "duns",
+        sa.String(13),
+        primary_key=True,
+        doc="the TDSP's DUNS number, its identity in the API and the site",
+    ),
+    sa.Column("code", sa.String(32), nullable=False, doc="the API's TDSP code"),
+    sa.Column("name", sa.String(128), nullable=False, doc="official name"),
+    sa.Column("short_name", sa.String(64), nullable=False, doc="name as the site shows it"),
+    sa.Column("abbreviation", sa.String(32), nullable=False, doc="short label (Oncor, CNP, ...)"),
+    sa.Column("service_region", sa.String(256), doc="where it delivers power"),
+    sa.Column("website", sa.String(256), doc="its web site"),
+    sa.Column("updated_at", TS, nullable=False, doc="when the row was last written"),
 )
 
 cities = sa.Table(
     "cities",
     metadata,
-    sa.Column("slug", sa.String(96), primary_key=True),
-    sa.Column("name", sa.String(128), nullable=False),
-    sa.Column("county", sa.String(64)),
-    sa.Column("population", sa.Integer),
-    sa.Column("latitude", sa.Float),
-    sa.Column("longitude", sa.Float),
-    sa.Column("tier", sa.String(8), nullable=False, index=True),
-    sa.Column("primary_tdsp_duns", sa.String(13)),  # NULL when TDSPs tie for the most ZIPs
-    sa.Column("tdsp_duns", sa.String(128), nullable=False),  # ';'-joined DUNS list
-    sa.Column("zip_count", sa.Integer, nullable=False),  # ZIPs of the page, every USPS type
-    sa.Column("in_catalog", sa.Boolean, nullable=False, default=True),
-    sa.Column("updated_at", TS, nullable=False),
-    # Migration 0005, the territory truth (NULL on rows texas_cities has not rewritten since):
-    sa.Column("coverage", sa.String(8)),  # full or partial
-    sa.Column("competitive_zip_share", sa.Float),  # competitive standard ZIPs / standard ZIPs
-    sa.Column("choosing_population", sa.Integer),  # population x share: tiers rank by it
+    sa.Column(
+        "slug",
+        sa.String(96),
+        primary_key=True,
+        doc="the city page's slug, the city_plans partition key",
+    ),
+    sa.Column("name", sa.String(128), nullable=False, doc="the city's name"),
+    sa.Column("county", sa.String(64), doc="its county"),
+    sa.Column("population", sa.Integer, doc="census population"),
+    sa.Column("latitude", sa.Float, doc="latitude of the city"),
+    sa.Column("longitude", sa.Float, doc="longitude of the city"),
+    sa.Column(
+        "tier",
+        sa.String(8),
+        nullable=False,
+        index=True,
+        doc="refresh tier: tier1 (hourly), tier2 (every 6 hours), tier3 (daily)",
+    ),
+    sa.Column(
+        "primary_tdsp_duns",
+        sa.String(13),
+        doc="the TDSP with the most standard ZIPs; NULL when TDSPs tie",
+    ),
+    sa.Column(
+        "tdsp_duns",
+        sa.String(128),
+        nullable=False,
+        doc="every TDSP serving a standard ZIP of the city, ';'-joined",
+    ),
+    sa.Column("zip_count", sa.Integer, nullable=False, doc="ZIPs of the page, every USPS type"),
+    sa.Column(
+        "in_catalog",
+        sa.Boolean,
+        nullable=False,
+        default=True,
+        doc="false once the city left the catalog (kept, never deleted)",
+    ),
+    sa.Column("updated_at", TS, nullable=False, doc="when the row was last written"),
+    sa.Column(
+        "coverage", sa.String(8), doc="full or partial: whether every standard ZIP is competitive"
+    ),
+    sa.Column("competitive_zip_share", sa.Float, doc="competitive standard ZIPs / standard ZIPs"),
+    sa.Column(
+        "choosing_population",
+        sa.Integer,
+        doc="population x competitive share: the tiers rank by it",
+    ),
 )
 
 # Every ZIP of a city page with its USPS type and the TDSPs serving it (migration 0005).
@@ -66,21 +102,33 @@ zip_code_mappings = sa.Table(
 providers = sa.Table(
     "providers",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("name", sa.String(128), nullable=False, unique=True),
-    sa.Column("legal_name", sa.String(256)),
-    sa.Column("puct_number", sa.String(32)),
-    sa.Column("external_id", sa.String(64)),
-    sa.Column("active", sa.Boolean, nullable=False, default=True),
-    sa.Column("plan_count", sa.Integer, nullable=False, default=0),
-    sa.Column("plan_counts_by_tdsp", sa.Text),  # JSON object: DUNS -> active plans
-    sa.Column("tdsps", sa.String(128)),  # ';'-joined DUNS list
-    sa.Column("cities_reached", sa.Integer, nullable=False, default=0),
-    sa.Column("cheapest_rate_1000", sa.Float),
-    sa.Column("cheapest_typical_rate", sa.Float),  # migration 0004
-    sa.Column("first_seen_at", TS, nullable=False),
-    sa.Column("last_seen_at", TS, nullable=False),
-    sa.Column("updated_at", TS, nullable=False),
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True, doc="surrogate key"),
+    sa.Column("name", sa.String(128), nullable=False, unique=True, doc="the provider's brand name"),
+    sa.Column("legal_name", sa.String(256), doc="its legal name"),
+    sa.Column("puct_number", sa.String(32), doc="its PUCT certificate number"),
+    sa.Column("external_id", sa.String(64), doc="the API's id of the provider"),
+    sa.Column(
+        "active", sa.Boolean, nullable=False, default=True, doc="whether it has an active plan"
+    ),
+    sa.Column("plan_count", sa.Integer, nullable=False, default=0, doc="active plans"),
+    sa.Column("plan_counts_by_tdsp", sa.Text, doc="JSON object: TDSP DUNS -> active plans"),
+    sa.Column("tdsps", sa.String(128), doc="TDSPs it serves, ';'-joined DUNS"),
+    sa.Column(
+        "cities_reached",
+        sa.Integer,
+        nullable=False,
+        default=0,
+        doc="cities where one of its plans is available",
+    ),
+    sa.Column("cheapest_rate_1000", sa.Float, doc="its cheapest rate at 1,000 kWh, $/kWh"),
+    sa.Column(
+        "cheapest_typical_rate",
+        sa.Float,
+        doc="its cheapest rate over the typical Texas year, $/kWh",
+    ),
+    sa.Column("first_seen_at", TS, nullable=False, doc="first refresh that saw it"),
+    sa.Column("last_seen_at", TS, nullable=False, doc="last refresh that saw it"),
+    sa.Column("updated_at", TS, nullable=False, doc="when the row was last written"),
 )
 
 electricity_plans = sa.Table(
@@ -138,10 +186,21 @@ electricity_plans = sa.Table(
 city_plan_availability = sa.Table(
     "city_plan_availability",
     metadata,
-    sa.Column("city_slug", sa.String(96), primary_key=True),
-    sa.Column("plan_id", sa.String(24), primary_key=True, index=True),
-    sa.Column("refreshed_at", TS, nullable=False),
-    sa.Column("tdsp_duns", sa.String(13), nullable=False),  # the TDSP the plan comes from (0005)
+    sa.Column("city_slug", sa.String(96), primary_key=True, doc="the city (cities.slug)"),
+    sa.Column(
+        "plan_id",
+        sa.String(24),
+        primary_key=True,
+        index=True,
+        doc="the plan (electricity_plans.id)",
+    ),
+    sa.Column("refreshed_at", TS, nullable=False, doc="when the city's plans were last refreshed"),
+    sa.Column(
+        "tdsp_duns",
+        sa.String(13),
+        nullable=False,
+        doc="the TDSP the plan comes from (a home buys from its ZIP's TDSP)",
+    ),
 )
 
 
@@ -149,39 +208,53 @@ def _rollup_columns() -> list[sa.Column]:
     """The figures of a summary row: counts, rates per usage, shares, cheapest plan per term,
     the cheapest plan over the usage profile's year (migration 0004) and usage-sensitive plans."""
     return [
-        sa.Column("plan_count", sa.Integer, nullable=False),
-        sa.Column("provider_count", sa.Integer, nullable=False),
+        sa.Column("plan_count", sa.Integer, nullable=False, doc="active plans"),
+        sa.Column("provider_count", sa.Integer, nullable=False, doc="providers of those plans"),
         *[
-            sa.Column(f"rate_{usage}_{stat}", sa.Float)
+            sa.Column(f"rate_{usage}_{stat}", sa.Float, doc=f"{stat} rate at {usage} kWh, $/kWh")
             for usage in USAGES
             for stat in ("min", "median", "mean", "max")
         ],
-        sa.Column("green_100_share", sa.Float),
-        sa.Column("fixed_rate_share", sa.Float),
+        sa.Column("green_100_share", sa.Float, doc="share of plans that are 100% renewable"),
+        sa.Column("fixed_rate_share", sa.Float, doc="share of fixed-rate plans"),
         *[
             col
             for term in TERMS
             for col in (
-                sa.Column(f"cheapest_{term}m_plan_id", sa.String(24)),
-                sa.Column(f"cheapest_{term}m_rate_1000", sa.Float),
+                sa.Column(
+                    f"cheapest_{term}m_plan_id",
+                    sa.String(24),
+                    doc=f"cheapest {term}-month plan at 1,000 kWh",
+                ),
+                sa.Column(
+                    f"cheapest_{term}m_rate_1000", sa.Float, doc="its rate at 1,000 kWh, $/kWh"
+                ),
             )
         ],
-        sa.Column("cheapest_typical_plan_id", sa.String(24)),
-        sa.Column("cheapest_typical_rate", sa.Float),  # $/kWh over the usage profile's year
-        sa.Column("cheapest_typical_annual_cost", sa.Float),
-        sa.Column("usage_sensitive_plans", sa.Integer),
+        sa.Column(
+            "cheapest_typical_plan_id",
+            sa.String(24),
+            doc="cheapest plan over the typical Texas year (the usage profile)",
+        ),
+        sa.Column("cheapest_typical_rate", sa.Float, doc="its rate over that year, $/kWh"),
+        sa.Column("cheapest_typical_annual_cost", sa.Float, doc="its cost over that year, dollars"),
+        sa.Column(
+            "usage_sensitive_plans",
+            sa.Integer,
+            doc="plans whose rate swings with usage (credits, usage-ranged charges)",
+        ),
     ]
 
 
 city_summaries = sa.Table(
     "city_summaries",
     metadata,
-    sa.Column("city_slug", sa.String(96), primary_key=True),
-    sa.Column("name", sa.String(128), nullable=False),
-    sa.Column("tier", sa.String(8), nullable=False),
+    sa.Column("city_slug", sa.String(96), primary_key=True, doc="the city (cities.slug)"),
+    sa.Column("name", sa.String(128), nullable=False, doc="the city's name"),
+    sa.Column("tier", sa.String(8), nullable=False, doc="its refresh tier"),
     *_rollup_columns(),
-    sa.Column("plans_refreshed_at", TS),
-    sa.Column("computed_at", TS, nullable=False),
+    sa.Column("plans_refreshed_at", TS, doc="when the city's plans were last refreshed"),
+    sa.Column("computed_at", TS, nullable=False, doc="when this row was computed"),
 )
 
 
@@ -190,10 +263,15 @@ city_summaries = sa.Table(
 city_tdsp_summaries = sa.Table(
     "city_tdsp_summaries",
     metadata,
-    sa.Column("city_slug", sa.String(96), primary_key=True),
-    sa.Column("tdsp_duns", sa.String(13), primary_key=True),
+    sa.Column("city_slug", sa.String(96), primary_key=True, doc="the city (cities.slug)"),
+    sa.Column(
+        "tdsp_duns",
+        sa.String(13),
+        primary_key=True,
+        doc="a TDSP serving the city: the figures are over its plans only",
+    ),
     *_rollup_columns(),
-    sa.Column("computed_at", TS, nullable=False),
+    sa.Column("computed_at", TS, nullable=False, doc="when this row was computed"),
 )
 
 plan_pricing_history = sa.Table(

@@ -2,6 +2,8 @@
 
 import time
 from datetime import UTC, datetime
+from fnmatch import fnmatch
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -22,6 +24,8 @@ from choosemypower_dagster.lib.display import cents, markdown_table
 from choosemypower_dagster.settings import EXPORT_DIR
 from choosemypower_dagster.site.payloads import build_site_files, snapshot
 from choosemypower_dagster.site.publish import ExportError, publish, resolve_export_dir
+
+PLAN_FILES = "plans-*.json"  # one per city: summed in the metadata, not listed
 
 
 class SiteExportConfig(dg.Config):
@@ -56,6 +60,16 @@ def failed_cities(instance: dg.DagsterInstance) -> list[str]:
     """Cities whose latest refresh failed (Dagster's FAILED partitions): they keep their data."""
     statuses = instance.get_status_by_partition(CITY_PLANS, city_keys(), city_partitions) or {}
     return sorted(k for k, s in statuses.items() if s == dg.AssetPartitionStatus.FAILED)
+
+
+def _file_sizes(files: dict[str, bytes]) -> dict[str, Any]:
+    """Bytes of each file of the export; the plan files as one line (count and bytes)."""
+    plans = [len(data) for name, data in files.items() if fnmatch(name, PLAN_FILES)]
+    sizes: dict[str, Any] = {
+        name: len(data) for name, data in sorted(files.items()) if not fnmatch(name, PLAN_FILES)
+    }
+    sizes[PLAN_FILES] = {"files": len(plans), "bytes": sum(plans)}
+    return sizes
 
 
 @dg.asset(
@@ -118,6 +132,7 @@ def site_export(
         metadata={
             "file_count": published.files,
             "bytes": published.bytes,
+            "files": dg.MetadataValue.json(_file_sizes(site.files)),
             "files_rewritten": published.written,
             "export_dir": dg.MetadataValue.path(str(directory)),
             "export_id": published.export_dir.name if published.export_dir else "",

@@ -28,7 +28,13 @@ from choosemypower_dagster.defs.keys import (
     REFRESH_WARNINGS,
     TEXAS_CITIES,
 )
-from choosemypower_dagster.defs.metadata import md, warehouse_kind
+from choosemypower_dagster.defs.metadata import (
+    health_metadata,
+    md,
+    row_counts,
+    table_definition,
+    warehouse_kind,
+)
 from choosemypower_dagster.defs.partitions import (
     city_partitions,
     selector_text,
@@ -39,8 +45,9 @@ from choosemypower_dagster.defs.resources import WarehouseResource
 from choosemypower_dagster.lib.display import cents, markdown_table
 from choosemypower_dagster.plans.fanout import RefreshTotals, refresh_cities
 from choosemypower_dagster.settings import CACHE_TTL_MINUTES
-from choosemypower_dagster.warehouse import rollups, tdsp_rollups
+from choosemypower_dagster.warehouse import rollups, schema, tdsp_rollups
 from choosemypower_dagster.warehouse.refresh_log import write_refresh_log
+from choosemypower_dagster.warehouse.stats import row_count, tdsp_plan_figures
 
 
 class PlanRefreshConfig(PlanChecksConfig):
@@ -85,6 +92,7 @@ CITY_PLANS_SPEC = dg.AssetSpec(
     kinds={"httpx", "sqlalchemy", warehouse_kind()},
     skippable=True,
     freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=2)),
+    metadata=table_definition(schema.city_plan_availability),
 )
 CITY_SUMMARIES_SPEC = dg.AssetSpec(
     CITY_SUMMARIES,
@@ -103,6 +111,7 @@ CITY_SUMMARIES_SPEC = dg.AssetSpec(
     kinds={"pandas", "sqlalchemy", warehouse_kind()},
     skippable=True,
     automation_condition=ROLLUP_CONDITION,
+    metadata=table_definition(schema.city_summaries),
 )
 PROVIDERS_SPEC = dg.AssetSpec(
     PROVIDERS,
@@ -117,19 +126,26 @@ PROVIDERS_SPEC = dg.AssetSpec(
     kinds={"pandas", "sqlalchemy", warehouse_kind()},
     skippable=True,
     automation_condition=ROLLUP_CONDITION,
+    metadata=table_definition(schema.providers),
 )
 
 
 def _summaries_result(
-    warehouse: WarehouseResource, now: datetime, warnings: list[str]
+    warehouse: WarehouseResource,
+    now: datetime,
+    warnings: list[str],
+    run_figures: dict[str, Any],
 ) -> tuple[dg.MaterializeResult, pd.DataFrame]:
-    """The summaries' materialization, and the city plans they were computed from."""
+    """The summaries' materialization, with the run's and each TDSP's figures the UI plots,
+    and the city plans they were computed from."""
     with warehouse.begin() as conn:
         plans = rollups.active_city_plans(conn)  # read once for both roll-ups
         frame = rollups.compute_city_summaries(conn, now, plans)
         written = rollups.write_city_summaries(conn, frame)
         by_tdsp = tdsp_rollups.compute_city_tdsp_summaries(conn, now, frame, plans)
         tdsp_rows = tdsp_rollups.write_city_tdsp_summaries(conn, by_tdsp)
+        rows_now = row_count(conn, schema.city_summaries)
+        per_tdsp = tdsp_plan_figures(conn)
     covered = frame[frame["plan_count"] > 0]
     preview = frame.sort_values("rate_1000_min").head(10)
     rows = [
@@ -146,6 +162,7 @@ def _summaries_result(
     result = dg.MaterializeResult(
         asset_key=CITY_SUMMARIES,
         metadata={
+            **row_counts(rows_now),
             "rows_written": int(written),
             "cities_with_plans": int(len(covered)),
             "cities_without_plans": int(written - len(covered)),
@@ -154,6 +171,9 @@ def _summaries_result(
             "preview": md(markdown_table(rows, list(rows[0]) if rows else ["city"])),
             **({REFRESH_WARNINGS: dg.MetadataValue.json(warnings)} if warnings else {}),
             **_per_tdsp_metadata(by_tdsp, tdsp_rows),
+            **health_metadata(
+                run_figures, per_tdsp, {d: x.abbreviation for d, x in tdsps_by_duns().items()}
+            ),
         },
     )
     return result, plans
@@ -187,6 +207,7 @@ def _providers_result(
     with warehouse.begin() as conn:
         stats = rollups.compute_providers(conn, city_plans)
         written = rollups.write_providers(conn, stats, now)
+        rows_now = row_count(conn, schema.providers)
     active = stats[stats["active"]].sort_values("plan_count", ascending=False)
     rows = [
         {
@@ -200,6 +221,7 @@ def _providers_result(
     return dg.MaterializeResult(
         asset_key=PROVIDERS,
         metadata={
+            **row_counts(rows_now),
             "rows_written": written,
             "active_providers": int(len(active)),
             "inactive_providers": int(written - len(active)),
@@ -214,6 +236,7 @@ def _partition_metadata(city: dict[str, Any], api_base_url: str) -> dict[str, An
     if isinstance(shown.get("cheapest_plans"), str):
         shown["cheapest_plans"] = md(shown["cheapest_plans"])
     shown["api_base_url"] = dg.MetadataValue.url(api_base_url)
+    shown.update(row_counts(partition_rows=city.get("plan_count")))
     return shown
 
 
@@ -291,15 +314,18 @@ def refresh_city_plans(
         for warning in warnings:
             context.log.warning(warning)
 
+    run_meta = _run_metadata(totals, len(slugs), time.monotonic() - started)
     now = datetime.now(UTC)
     city_plans = None  # read once by the summaries, shared with the providers
     if CITY_SUMMARIES in selected:
-        summaries, city_plans = _summaries_result(warehouse, now, warnings)
+        summaries, city_plans = _summaries_result(
+            warehouse, now, warnings, run_meta if slugs else {}
+        )
         yield summaries
     if PROVIDERS in selected:
         yield _providers_result(warehouse, now, city_plans)
+    run_meta["seconds"] = round(time.monotonic() - started, 2)  # the roll-ups included
 
-    run_meta = _run_metadata(totals, len(slugs), time.monotonic() - started)
     if slugs:
         load = totals.load
         origins = sorted({p.origin for p in load.plans.values()}) if load else []

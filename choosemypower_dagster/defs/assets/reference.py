@@ -13,10 +13,12 @@ from choosemypower_dagster.catalog.cities import CatalogExceptionRow
 from choosemypower_dagster.catalog.tdsps import load_tdsps, tdsps_by_duns
 from choosemypower_dagster.checks import catalog as catalog_checks
 from choosemypower_dagster.defs.keys import OWNER, REFERENCE_GROUP, TDSP_TERRITORIES, TEXAS_CITIES
-from choosemypower_dagster.defs.metadata import md, warehouse_kind
+from choosemypower_dagster.defs.metadata import md, row_counts, table_definition, warehouse_kind
 from choosemypower_dagster.defs.partitions import tier_partitions
 from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
 from choosemypower_dagster.lib.display import markdown_table
+from choosemypower_dagster.warehouse import schema
+from choosemypower_dagster.warehouse.stats import row_count
 from choosemypower_dagster.warehouse.writes import write_tdsps, write_tier_cities
 
 
@@ -24,6 +26,7 @@ from choosemypower_dagster.warehouse.writes import write_tdsps, write_tier_citie
     group_name=REFERENCE_GROUP,
     owners=[OWNER],
     kinds={"sqlalchemy", warehouse_kind()},
+    metadata=table_definition(schema.tdsp_territories),
 )
 def tdsp_territories(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """The ERCOT competitive TDSPs with their official DUNS numbers (packaged data).
@@ -34,8 +37,10 @@ def tdsp_territories(warehouse: WarehouseResource) -> dg.MaterializeResult:
     tdsps = load_tdsps()
     with warehouse.begin() as conn:
         written = write_tdsps(conn, tdsps, datetime.now(UTC))
+        rows = row_count(conn, schema.tdsp_territories)
     return dg.MaterializeResult(
         metadata={
+            **row_counts(rows),
             "rows_written": written,
             "warehouse": warehouse.display_url,
             "preview": md(
@@ -144,6 +149,7 @@ def _exceptions_metadata(rows: tuple[CatalogExceptionRow, ...]) -> dict[str, Any
     deps=[TDSP_TERRITORIES],
     output_required=False,
     check_specs=CATALOG_CHECK_SPECS,
+    metadata=table_definition(schema.cities),
 )
 def texas_cities(
     context: dg.AssetExecutionContext,
@@ -170,6 +176,7 @@ def texas_cities(
         of_tier = [c for c in cities if c.tier == tier]
         with warehouse.begin() as conn:
             counts = write_tier_cities(conn, tier, of_tier, now)
+            rows = row_count(conn, schema.cities)
         per_tdsp = Counter(names[d] for c in of_tier for d in c.tdsp_duns)
         context.log.info(
             f"{tier}: wrote {counts['cities']} cities, {counts['city_zips']} ZIPs of their pages"
@@ -178,6 +185,7 @@ def texas_cities(
             asset_key=context.asset_key,
             partition=tier,
             metadata={
+                **row_counts(rows, counts["cities"]),
                 "rows_written": counts["cities"],
                 "zip_mappings_written": counts["zip_mappings"],
                 "city_zips_written": counts["city_zips"],

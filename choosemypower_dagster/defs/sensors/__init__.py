@@ -4,6 +4,10 @@ import dagster as dg
 
 from choosemypower_dagster.defs.sensors.catalog_changed import city_catalog_changed
 from choosemypower_dagster.defs.sensors.failed_runs import report_failed_runs
+from choosemypower_dagster.defs.sensors.health_after_refresh import (
+    health_checks_after_failed_refresh,
+    health_checks_after_refresh,
+)
 from choosemypower_dagster.defs.sensors.retry_failed_cities import retry_failed_cities
 from choosemypower_dagster.defs.sensors.rollups import rollups_automation
 
@@ -12,4 +16,6 @@ SENSORS: list[dg.SensorDefinition] = [
     city_catalog_changed,
     report_failed_runs,
     rollups_automation,
+    health_checks_after_refresh,
+    health_checks_after_failed_refresh,
 ]

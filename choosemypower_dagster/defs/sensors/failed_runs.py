@@ -1,4 +1,5 @@
-"""`report_failed_runs`: each failed run (job, partitions, error, failed cities) to the alerts.
+"""`report_failed_runs`: each failed run (job, partitions, error, failed cities) to the alerts,
+with the refresh's health over the last day (the `refresh_health` check's figures).
 
 Runs launched by the daemon or the UI belong to this code location; the refresh command runs
 its jobs in process, so its runs belong to none, and a sensor that watches only its own code
@@ -13,7 +14,15 @@ from typing import Any
 import dagster as dg
 
 from choosemypower_dagster.alerts.webhook import deliver_alert
-from choosemypower_dagster.defs.jobs import CITY_JOB, MAINTENANCE_JOB, PUBLISH_JOB, REFERENCE_JOB
+from choosemypower_dagster.checks.health import day_figures
+from choosemypower_dagster.defs.jobs import (
+    CITY_JOB,
+    HEALTH_JOB,
+    MAINTENANCE_JOB,
+    PUBLISH_JOB,
+    REFERENCE_JOB,
+)
+from choosemypower_dagster.defs.resources import WarehouseResource
 from choosemypower_dagster.defs.tags import (
     RANGE_END_TAG,
     RANGE_START_TAG,
@@ -65,7 +74,9 @@ def run_failure_payload(
 
 #: The jobs whose failures are alerted: this project's, and the implicit asset job that
 #: backfills and automation launch.
-ALERTED_JOBS = frozenset({CITY_JOB, REFERENCE_JOB, MAINTENANCE_JOB, PUBLISH_JOB, "__ASSET_JOB"})
+ALERTED_JOBS = frozenset(
+    {CITY_JOB, REFERENCE_JOB, MAINTENANCE_JOB, PUBLISH_JOB, HEALTH_JOB, "__ASSET_JOB"}
+)
 
 
 def is_alerted(run: dg.DagsterRun) -> bool:
@@ -80,17 +91,30 @@ def is_alerted(run: dg.DagsterRun) -> bool:
     default_status=dg.DefaultSensorStatus.RUNNING,
     monitor_all_code_locations=True,  # the command's in-process runs belong to none
     description=(
-        "Reports each failed run of this project's jobs (job, partitions, error), whether "
-        "launched by the daemon, the UI or the refresh command, to "
-        "CHOOSEMYPOWER_ALERT_WEBHOOK_URL as JSON, or to the log when it is unset."
+        "Reports each failed run of this project's jobs (job, partitions, error, and the "
+        "refresh_health figures of the last 24 hours), whether launched by the daemon, the UI "
+        "or the refresh command, to CHOOSEMYPOWER_ALERT_WEBHOOK_URL as JSON, or to the log "
+        "when it is unset."
     ),
 )
-def report_failed_runs(context: dg.RunFailureSensorContext) -> None:
+def report_failed_runs(context: dg.RunFailureSensorContext, warehouse: WarehouseResource) -> None:
     """POST the failure to the webhook; a broken webhook is logged, never raised."""
     if not is_alerted(context.dagster_run):
         context.log.info(f"run {context.dagster_run.run_id} is not this project's: not alerted")
         return
-    deliver_alert(failure_payload(context), log=context.log)
+    payload = failure_payload(context)
+    payload["refresh_health"] = health_report(warehouse)
+    deliver_alert(payload, log=context.log)
+
+
+def health_report(warehouse: WarehouseResource) -> dict[str, Any]:
+    """The refresh_health figures of the last day (targets missed, alert thresholds passed);
+    an unreadable warehouse is named in the report, never raised: the alert must go out."""
+    try:
+        with warehouse.begin() as conn:
+            return day_figures(conn).report()
+    except Exception as exc:  # noqa: BLE001 - alerting must not fail on the warehouse
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 #: A sensor daemon whose last heartbeat is older than this is taken as not running.

@@ -1,0 +1,206 @@
+"""The operator's checks on real runs: a tier3 city left stale on purpose is named by
+`stale_cities`; refresh logs that miss each sync target make `refresh_health` WARN with the
+figure; the health_checks job stays out of refresh runs and follows each of them."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from choosemypower_dagster.catalog.keys import city_keys, city_keys_by_tier
+from choosemypower_dagster.checks.staleness import staleness_outcome
+from choosemypower_dagster.defs.jobs import city_refresh, health_checks
+from choosemypower_dagster.defs.keys import CITY_PLANS, REFRESH_HEALTH_CHECK, STALE_CITIES_CHECK
+from choosemypower_dagster.defs.operator_checks import (
+    OPERATOR_CHECKS,
+    latest_materialization_times,
+)
+from choosemypower_dagster.defs.resources import WarehouseResource
+from choosemypower_dagster.defs.sensors.health_after_refresh import (
+    health_checks_after_failed_refresh,
+    health_checks_after_refresh,
+)
+from choosemypower_dagster.warehouse.refresh_log import write_refresh_log
+from choosemypower_dagster_tests.conftest import (
+    ALL_ASSETS,
+    materialize_catalog,
+    materialize_cities,
+)
+
+HOUR = 3600.0
+
+
+def run_operator_checks(
+    instance: dg.DagsterInstance, resources: dict[str, Any]
+) -> dict[str, dg.AssetCheckEvaluation]:
+    """The health_checks selection, run in process against `instance` and the warehouse."""
+    result = dg.materialize(
+        [*ALL_ASSETS, *OPERATOR_CHECKS],
+        selection=dg.AssetSelection.checks(*OPERATOR_CHECKS),
+        resources=resources,
+        instance=instance,
+    )
+    assert result.success
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def age_latest_materialization(
+    source: dg.DagsterInstance, target: dg.DagsterInstance, slug: str, hours: float
+) -> None:
+    """Record in `target` the city's real materialization from `source`, dated `hours` ago:
+    a city whose runs have failed (or not run) since."""
+    (record,) = source.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=CITY_PLANS, asset_partitions=[slug]), limit=1
+    ).records
+    entry = record.event_log_entry
+    target.event_log_storage.store_event(entry._replace(timestamp=time.time() - hours * HOUR))
+
+
+def test_a_stale_tier3_city_is_named_warn_then_error(resources: dict[str, Any]) -> None:
+    tier3 = city_keys_by_tier()["tier3"]
+    stale, keys = tier3[-1], city_keys()
+    assert keys[-1] == stale  # every other city is one key range before it
+    instance = dg.DagsterInstance.ephemeral()
+    scratch = dg.DagsterInstance.ephemeral()
+    assert materialize_catalog(resources, instance).success
+    assert materialize_cities(resources, scratch, stale, stale).success
+    assert materialize_cities(resources, instance, keys[0], keys[-2]).success
+
+    # 50 hours: past tier3's 36-hour window, under twice it -> WARN, naming the city.
+    age_latest_materialization(scratch, instance, stale, hours=50)
+    times = latest_materialization_times(instance, CITY_PLANS)
+    assert len(times) == len(keys)
+    assert time.time() - times[stale] == pytest.approx(50 * HOUR, abs=600)
+    check = run_operator_checks(instance, resources)[STALE_CITIES_CHECK.name]
+    assert not check.passed
+    assert check.severity == dg.AssetCheckSeverity.WARN
+    assert check.description.startswith("1 cities past their tier's window")
+    assert f"{stale} (tier3, 50.0 h, window 36 h)" in check.description
+    meta = {k: v.value for k, v in check.metadata.items()}
+    assert (meta["stale_tier1"], meta["stale_tier2"], meta["stale_tier3"]) == (0, 0, 1)
+    assert meta["stale_cities"] == 1 and meta["never_refreshed"] == 0
+    assert meta["cities_checked"] == len(keys)
+    assert stale in meta["stale"] and "| tier3 |" in meta["stale"]
+
+    # 80 hours: past twice the window -> ERROR.
+    age_latest_materialization(scratch, instance, stale, hours=80)
+    check = run_operator_checks(instance, resources)[STALE_CITIES_CHECK.name]
+    assert not check.passed
+    assert check.severity == dg.AssetCheckSeverity.ERROR
+    assert f"{stale} (tier3, 80.0 h, window 36 h)" in check.description
+
+
+def test_windows_are_per_tier_and_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
+    tier1, tier3 = city_keys_by_tier()["tier1"][0], city_keys_by_tier()["tier3"][0]
+    now = 1_000_000.0
+    refreshed = {tier1: now - 3 * HOUR, tier3: now - 3 * HOUR}  # 3 h old, both
+    tiers = {tier1: "tier1", tier3: "tier3"}
+    outcome, error = staleness_outcome(refreshed, tiers, {"tier1": 2, "tier3": 36}, now)
+    assert not outcome.passed and not error
+    assert outcome.metadata["stale_tier1"] == 1 and outcome.metadata["stale_tier3"] == 0
+    outcome, error = staleness_outcome(refreshed, tiers, {"tier1": 4, "tier3": 36}, now)
+    assert outcome.passed and not error
+    outcome, error = staleness_outcome({tier1: now}, tiers, {"tier1": 4, "tier3": 36}, now)
+    assert error and "never refreshed" in outcome.description  # tier3 city: ERROR
+
+    from choosemypower_dagster.checks.staleness import stale_windows_hours
+
+    monkeypatch.setenv("CHOOSEMYPOWER_STALE_HOURS_TIER3", "48")
+    assert stale_windows_hours() == {"tier1": 2.0, "tier2": 12.0, "tier3": 48.0}
+
+
+def _log(warehouse: WarehouseResource, rows: list[dict[str, Any]]) -> None:
+    """Refresh-log rows as the refresh writes them, finished at the given hours ago."""
+    now = datetime.now(UTC)
+    with warehouse.begin() as conn:
+        for i, row in enumerate(rows):
+            finished = now - timedelta(hours=row.pop("hours_ago"))
+            write_refresh_log(
+                conn,
+                {
+                    "run_id": f"health-{i}",
+                    "started_at": finished - timedelta(seconds=30),
+                    "finished_at": finished,
+                    "cities_requested": row["cities_refreshed"] + row["cities_failed"],
+                    "source": "sandbox",
+                    "errors": {},
+                    **row,
+                },
+            )
+
+
+def _healthy_hour(hours_ago: float) -> dict[str, Any]:
+    return {
+        "hours_ago": hours_ago,
+        "cities_refreshed": 200,
+        "cities_failed": 0,
+        "api_calls": 1,
+        "cache_hits": 9,
+    }
+
+
+@pytest.mark.parametrize(
+    ("case", "extra", "figure"),
+    [
+        ("healthy", [], None),
+        (
+            "failures",
+            [{"hours_ago": 2.9, "cities_refreshed": 700, "cities_failed": 300}],
+            "sync success rate 90.0% (2700 of 3000 city refreshes; target > 95%)",
+        ),
+        (
+            "cache",
+            [{"hours_ago": 2.9, "cities_refreshed": 0, "cities_failed": 0, "api_calls": 30}],
+            "cache hit rate 69.2% (90 of 130 TDSP loads; target > 85%)",
+        ),
+        (
+            "calls",
+            [{"hours_ago": 30.0, "cities_refreshed": 0, "cities_failed": 0, "api_calls": 500}]
+            + [
+                # 1.3 h and more from any other run: alone in its clock hour
+                {"hours_ago": 10.9, "cities_refreshed": 0, "cities_failed": 0, "api_calls": 60},
+                {"hours_ago": 10.8, "cities_refreshed": 0, "cities_failed": 0, "cache_hits": 1000},
+            ],
+            "60 API calls in the busiest hour (target < 50)",
+        ),
+    ],
+)
+def test_refresh_health_warns_with_the_figure_of_each_missed_target(
+    case: str, extra: list[dict[str, Any]], figure: str | None, resources: dict[str, Any]
+) -> None:
+    rows = [_healthy_hour(h + 0.5) for h in range(10)]  # 2,000 cities, 10 calls, 90 hits
+    rows += [{"api_calls": 0, "cache_hits": 0, **row} for row in extra]
+    _log(resources["warehouse"], rows)
+    check = run_operator_checks(dg.DagsterInstance.ephemeral(), resources)[
+        REFRESH_HEALTH_CHECK.name
+    ]
+    meta = {k: v.value for k, v in check.metadata.items()}
+    if figure is None:
+        assert check.passed, check.description
+        assert meta["success_rate_pct"] == 100.0 and meta["cache_hit_rate_pct"] == 90.0
+        return
+    assert not check.passed
+    assert check.severity == dg.AssetCheckSeverity.WARN
+    assert figure in check.description, check.description
+    assert meta["targets_missed"] == 1, check.description
+    if case == "failures":
+        assert "Alert: failures 10.0% > 5%" in check.description
+    assert meta["runs"] == len(rows) - (1 if case == "calls" else 0)  # 30 h ago: outside
+
+
+def test_health_checks_run_after_each_refresh_not_inside_it() -> None:
+    from choosemypower_dagster.definitions import defs
+
+    def checks_of(job: str) -> set[dg.AssetCheckKey]:
+        return set(defs.resolve_job_def(job).asset_layer.asset_graph.asset_check_keys)
+
+    operator = {STALE_CITIES_CHECK, REFRESH_HEALTH_CHECK}
+    assert checks_of(health_checks.name) == operator
+    assert not operator & checks_of(city_refresh.name)
+    assert len(checks_of(city_refresh.name)) > 10  # the refresh's own checks stay
+    for sensor in (health_checks_after_refresh, health_checks_after_failed_refresh):
+        assert sensor.job_name == health_checks.name
