@@ -56,10 +56,15 @@ EXPORT_CONDITION = (
 ).with_label("roll-ups changed since the last export")
 
 
-def failed_cities(instance: dg.DagsterInstance) -> list[str]:
-    """Cities whose latest refresh failed (Dagster's FAILED partitions): they keep their data."""
+#: Partition states whose city still has its previous data in the warehouse.
+NOT_REFRESHED = (dg.AssetPartitionStatus.FAILED, dg.AssetPartitionStatus.IN_PROGRESS)
+
+
+def cities_kept_previous(instance: dg.DagsterInstance) -> list[str]:
+    """Cities whose latest refresh failed, or is running in another run right now: what the
+    export publishes for them is their previous data, and build-summary.json says so."""
     statuses = instance.get_status_by_partition(CITY_PLANS, city_keys(), city_partitions) or {}
-    return sorted(k for k, s in statuses.items() if s == dg.AssetPartitionStatus.FAILED)
+    return sorted(k for k, s in statuses.items() if s in NOT_REFRESHED)
 
 
 def _file_sizes(files: dict[str, bytes]) -> dict[str, Any]:
@@ -93,12 +98,13 @@ def site_export(
     build-summary.json. Each export is written to its own directory and published by one
     atomic switch of the link at CHOOSEMYPOWER_EXPORT_DIR (site/publish.py): a failure or a
     signal leaves the previous export whole and current. Sandbox data is labelled. Cities
-    whose latest refresh failed keep their previous plans, listed in build-summary.json
-    (citiesKeptPrevious). Follows the roll-ups automatically when a run did not export.
+    whose latest refresh failed (or is still running elsewhere) keep their previous plans,
+    listed in build-summary.json (citiesKeptPrevious). Follows the roll-ups automatically
+    when a run did not export.
     """
     started = time.monotonic()
     directory = resolve_export_dir(config.export_dir)
-    kept = failed_cities(context.instance)
+    kept = cities_kept_previous(context.instance)
     with snapshot(warehouse.engine) as conn:
         site = build_site_files(conn, context.run_id, datetime.now(UTC), kept_previous=kept)
     built = time.monotonic()
