@@ -124,6 +124,7 @@ class Figures:
     backfill_status: str = ""
     follow_up_runs: list[str] = field(default_factory=list)
     export_at_end: dict[str, Any] = field(default_factory=dict)
+    export_at_end_follows_backfill: bool = False
     alerts: int = 0
     alerted_runs: int = 0
     failed_runs: int = 0
@@ -335,27 +336,33 @@ def run_scenario(workdir: Path, backfill_mode: str) -> Figures:
             figures.backfill_status = backfill["status"]
             figures.backfill_runs = len(backfill["runs"])
 
-            # The automation follows (roll-ups, export); give it the ticks it needs.
+            backfill_ids = {r["runId"] for r in backfill["runs"]}
+
+            # The automation follows (roll-ups, export); give it the ticks it needs. Settled:
+            # nothing running and the current export built on the backfill's refresh (an export
+            # built while the backfill ran lists its cities as kept, and is not the end).
             def settled() -> bool:
                 active = [r for r in runs(gql) if r["status"] not in FINISHED]
                 exported = export_state(export_dir)
                 return (
                     not active
                     and exported.get("kept_previous_cities") in (0, None)
-                    and (exported["export_id"] != figures.export_after_partial_failure["export_id"])
+                    and exported.get("last_refresh_run") in backfill_ids
                 )
 
             try:
                 wait("the export follows the backfill", settled, daemon_log, FOLLOW_PATIENCE_S)
             except TimeoutError:
                 pass  # counted as it is: the export did not follow
-            backfill_ids = {r["runId"] for r in backfill["runs"]}
             figures.follow_up_runs = sorted(
                 r["jobName"] + ":" + r["status"]
                 for r in runs(gql)
                 if r["runId"] not in before_backfill | backfill_ids
             )
             figures.export_at_end = export_state(export_dir)
+            figures.export_at_end_follows_backfill = (
+                figures.export_at_end.get("last_refresh_run") in backfill_ids
+            )
             everything = runs(gql)
             figures.all_runs = len(everything)
             figures.failed_runs = sum(r["status"] == "FAILURE" for r in everything)
