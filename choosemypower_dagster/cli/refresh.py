@@ -81,6 +81,8 @@ def export_follows(result: dg.ExecuteInProcessResult) -> bool:
     """
     from choosemypower_dagster.defs.keys import CITY_SUMMARIES, SITE_EXPORT
 
+    if not failed_cities(result):  # the export itself failed, or the run was interrupted:
+        return False  # publishing anyway would override that failure (or the signal)
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     blocked = any(
         not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
