@@ -87,7 +87,8 @@ def summary_stats(plans: pd.DataFrame, keys: list[str], groups: pd.DataFrame) ->
     `plans` holds one row per (group, plan) with the `active_city_plans` columns; a group
     without plans gets zero counts and empty figures, never invented ones. Used per city and
     per (city, TDSP). The groups and the plan ids are factorized once and every later step
-    works on those integers (ties go to the lowest plan id, as a sort by id would give).
+    works on those integers (ties go to the lowest plan id, as a sort by id would give), over
+    rows in (group, plan id) order, so the figures are identical on identical data.
     """
     plans = plans.copy()
     for column in ("term_months", "percent_green", "rate_500", "rate_1000", "rate_2000"):
@@ -97,8 +98,11 @@ def summary_stats(plans: pd.DataFrame, keys: list[str], groups: pd.DataFrame) ->
     plans["green_100"] = (plans["percent_green"] >= 100).astype(float)
     plans["fixed_rate"] = (plans["rate_type"] == "fixed").astype(float)
     plans["sensitive"] = plans["usage_sensitive"].fillna(False).astype(bool).astype(int)
-    plans["_group"] = plans.groupby(keys, sort=False).ngroup()
+    plans["_group"] = plans.groupby(keys, sort=True).ngroup()
     plans["_plan"] = pd.factorize(plans["plan_id"], sort=True)[0]
+    # One row order whatever order the database returned them in (PostgreSQL's changes as
+    # rows are updated): a mean's last digit depends on the order it adds in.
+    plans = plans.sort_values(["_group", "_plan"], kind="stable", ignore_index=True)
     figures: dict[str, tuple[str, str]] = {
         "plan_count": ("_plan", "nunique"),
         "provider_count": ("provider_name", "nunique"),
