@@ -42,6 +42,7 @@ from choosemypower_dagster_tests.test_webserver import (
     start_process,
     start_webserver,
     stop_process,
+    stop_running_instigators,
     wait_for_backfill,
 )
 
@@ -64,21 +65,6 @@ CHECKS = """
         executionForLatestMaterialization { status runId }
 } } } } } }
 """
-
-INSTIGATORS = """
-query ($repo: RepositorySelector!) {
-  schedulesOrError(repositorySelector: $repo) { ... on Schedules { results {
-    id name scheduleState { status } } } }
-  sensorsOrError(repositorySelector: $repo) { ... on Sensors { results {
-    id name sensorState { status } } } }
-}
-"""
-
-STOP_SCHEDULE = "mutation ($id: String!) { stopRunningSchedule(id: $id) { __typename } }"
-STOP_SENSOR = "mutation ($id: String!) { stopSensor(id: $id) { __typename } }"
-REPOSITORIES = (
-    "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }"
-)
 
 
 class _Webhook(BaseHTTPRequestHandler):
@@ -152,26 +138,6 @@ def wait(what: str, condition: Any, log: Path | None = None, patience: float = P
         time.sleep(2.0)
     tail = log.read_text()[-4000:] if log and log.exists() else ""
     raise TimeoutError(f"{what}: not reached in {patience}s\n{tail}")
-
-
-def stop_instigators(gql: GraphQL, keep: set[str]) -> list[str]:
-    """Stop every schedule, and every sensor not in `keep`."""
-    stopped = []
-    for repo in gql(REPOSITORIES)["repositoriesOrError"]["nodes"]:
-        selector = {
-            "repositoryName": repo["name"],
-            "repositoryLocationName": repo["location"]["name"],
-        }
-        found = gql(INSTIGATORS, repo=selector)
-        for schedule in found["schedulesOrError"]["results"]:
-            if schedule["scheduleState"]["status"] == "RUNNING":
-                gql(STOP_SCHEDULE, id=schedule["id"])
-                stopped.append(schedule["name"])
-        for sensor in found["sensorsOrError"]["results"]:
-            if sensor["sensorState"]["status"] == "RUNNING" and sensor["name"] not in keep:
-                gql(STOP_SENSOR, id=sensor["id"])
-                stopped.append(sensor["name"])
-    return stopped
 
 
 def refresh_command(
@@ -267,8 +233,9 @@ def run_scenario(workdir: Path, backfill_mode: str) -> Figures:
             procs.append(start_webserver(env, port, webserver_log))
             gql = GraphQL(f"http://127.0.0.1:{port}")
             gql.wait_until_loaded(procs[0], webserver_log, timeout=180)
-            stop_instigators(
-                gql, keep={"retry_failed_cities", "report_failed_runs", "rollups_automation"}
+            stop_running_instigators(
+                gql,
+                keep=frozenset({"retry_failed_cities", "report_failed_runs", "rollups_automation"}),
             )
 
             # CenterPoint fails; the command refreshes the tier into the outage (forced: within

@@ -221,9 +221,9 @@ query ($id: String!) { partitionBackfillOrError(backfillId: $id) { __typename
 """
 
 
-def stop_running_instigators(gql: GraphQL) -> list[str]:
-    """Stop every running schedule and sensor (code defaults may be RUNNING), so the daemon
-    runs only what the test launches; returns the names stopped."""
+def stop_running_instigators(gql: GraphQL, keep: frozenset[str] = frozenset()) -> list[str]:
+    """Stop every running schedule and every running sensor not in `keep` (code defaults may be
+    RUNNING), so the daemon runs only what the test launches; returns the names stopped."""
     stopped: list[str] = []
     for repo in gql(REPOSITORIES)["repositoriesOrError"]["nodes"]:
         selector = {
@@ -237,7 +237,7 @@ def stop_running_instigators(gql: GraphQL) -> list[str]:
                 assert result["scheduleState"]["status"] == "STOPPED", result
                 stopped.append(schedule["name"])
         for sensor in found["sensorsOrError"]["results"]:
-            if sensor["sensorState"]["status"] == "RUNNING":
+            if sensor["sensorState"]["status"] == "RUNNING" and sensor["name"] not in keep:
                 result = gql(STOP_SENSOR, id=sensor["id"])["stopSensor"]
                 assert result["instigationState"]["status"] == "STOPPED", result
                 stopped.append(sensor["name"])
