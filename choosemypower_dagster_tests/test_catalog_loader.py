@@ -86,18 +86,32 @@ def test_tiers_are_200_then_300_then_the_rest_by_choosing_population(cities: lis
     assert counts["tier3"] == len(cities) - 500
 
     # independent ranking: population x competitive share (half up) descending, ties by
-    # slug, unknown population last
-    def choosing(c: City) -> int | None:
+    # slug; unknown (no population, or public power serves the city) last, by population x
+    # ZIP share
+    def upper_bound(c: City) -> int | None:
         competitive = sum(1 for z in c.zips if z.type == "S" and z.tdsp_duns)
         standard = sum(1 for z in c.zips if z.type == "S")
         if c.population is None:
             return None
         return int(Fraction(c.population * competitive, standard) + Fraction(1, 2))
 
+    def choosing(c: City) -> int | None:
+        """Public power: the table's estimate of the share (None: unknown) x population."""
+        if not c.public_power:
+            return upper_bound(c)
+        if c.competitive_share is None or c.population is None:
+            return None
+        share = Fraction(f"{c.competitive_share:.4f}")
+        return int(c.population * share + Fraction(1, 2))
+
     assert all(c.choosing_population == choosing(c) for c in cities)
     ranked = sorted(
         cities,
-        key=lambda c: (choosing(c) is None, -(choosing(c) or 0), c.slug),
+        key=lambda c: (
+            choosing(c) is None,
+            -(choosing(c) if choosing(c) is not None else upper_bound(c) or 0),
+            c.slug,
+        ),
     )
     assert [c.slug for c in ranked[:200]] == [c.slug for c in cities if c.tier == "tier1"]
     assert [c.slug for c in ranked[200:500]] == [c.slug for c in cities if c.tier == "tier2"]
@@ -288,7 +302,7 @@ def test_loader_enforces_the_zip_rules(tmp_path: Path, pick: str, change, expect
     rows = packaged_rows()
     chosen = {
         "full": lambda r: r["coverage"] == "full" and r["population"],
-        "partial": lambda r: r["coverage"] == "partial" and r["population"],
+        "partial": lambda r: r["coverage"] == "partial" and r["choosing_population"],
         "tie": lambda r: r["primary_tdsp_duns"] == "",
     }[pick]
     index = next(i for i, row in enumerate(rows) if chosen(row))
@@ -307,4 +321,5 @@ def test_city_zips_parse_into_small_records(cities: list[City]) -> None:
         assert all(z.type in ZIP_TYPES for z in c.zips)
         competitive, standard = len(c.competitive_zips), len(c.standard_zips)
         assert c.competitive_zip_share == round(competitive / standard, 4)
-        assert c.coverage == ("full" if competitive == standard else "partial")
+        full = competitive == standard and not c.public_power
+        assert c.coverage == ("full" if full else "partial")

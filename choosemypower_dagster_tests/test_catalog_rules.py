@@ -25,6 +25,7 @@ from choosemypower_dagster.catalog.cities import (
     load_catalog,
     load_exceptions,
 )
+from choosemypower_dagster.catalog.public_power import COLUMNS as PUBLIC_POWER_COLUMNS
 from choosemypower_dagster.catalog.tdsps import load_tdsps
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -300,6 +301,15 @@ def write_exceptions(path: Path, rows: list[dict[str, str]]) -> Path:
     return path
 
 
+def write_public_power(path: Path, rows: list[dict[str, str]]) -> Path:
+    """A public-power table (an empty one: the build applies nothing)."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=PUBLIC_POWER_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
 def test_load_exceptions_refuses_a_row_without_reason_naming_file_row_and_field(
     tmp_path: Path, duns: list[str]
 ) -> None:
@@ -371,6 +381,7 @@ def test_a_sixth_tdsp_is_one_row_plus_its_zip_rows(script: ModuleType, tmp_path:
     argv = ["--reference-dir", str(reference), "--output", str(cities_out)]
     argv += ["--tdsp-output", str(tdsps_out), "--exceptions", str(exceptions)]
     argv += ["--tdsp-short-names", str(tmp_path / "none.csv")]
+    argv += ["--public-power", str(write_public_power(tmp_path / "public_power.csv", []))]
     assert script.main(argv) == 0
 
     with tdsps_out.open(newline="", encoding="utf-8") as handle:

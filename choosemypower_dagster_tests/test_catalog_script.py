@@ -130,7 +130,9 @@ def test_header_and_row_count(rows: list[dict[str, str]]) -> None:
         "zip_codes",
         "coverage",
         "competitive_zip_share",
+        "competitive_share",
         "choosing_population",
+        "public_power",
         "zips",
     ]
     assert 800 <= len(rows) <= 1000
@@ -151,9 +153,14 @@ def test_tiers_are_sized_and_contiguous(rows: list[dict[str, str]]) -> None:
     assert tiers.count("tier3") == len(rows) - 500
     assert tiers == sorted(tiers), "each tier must be one contiguous range of rows"
 
-    def rank(row: dict[str, str]) -> tuple[bool, int, str]:
+    def rank(row: dict[str, str]) -> tuple[bool, float, str]:
+        """Known choosers first, most first; then the unknown (public power, no population),
+        by the most who might choose (population x ZIP share)."""
         choosing = row["choosing_population"]
-        return (choosing == "", -int(choosing or 0), row["slug"])
+        if choosing:
+            return (False, -int(choosing), row["slug"])
+        bound = int(row["population"] or 0) * float(row["competitive_zip_share"])
+        return (True, -round(bound), row["slug"])
 
     assert [rank(row) for row in rows] == sorted(rank(row) for row in rows)
 

@@ -34,7 +34,12 @@ from choosemypower_dagster.settings import (
     TDSP_TABLE,
 )
 from choosemypower_dagster.warehouse import schema as t
-from choosemypower_dagster_tests.test_catalog_rules import SCRIPT, made_up_duns, write_exceptions
+from choosemypower_dagster_tests.test_catalog_rules import (
+    SCRIPT,
+    made_up_duns,
+    write_exceptions,
+    write_public_power,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,6 +100,7 @@ def build_catalog(script: ModuleType, tmp_path: Path, sixth: str) -> tuple[Path,
     argv += ["--tdsp-output", str(tdsps)]
     argv += ["--exceptions", str(write_exceptions(tmp_path / "exceptions.csv", []))]
     argv += ["--tdsp-short-names", str(tmp_path / "none.csv")]
+    argv += ["--public-power", str(write_public_power(tmp_path / "public_power.csv", []))]
     assert script.main(argv) == 0
     zips = {"homes": homes, "box": boxes[0], "wolfforth": wolfforth}
     return cities, tdsps, zips
@@ -199,15 +205,20 @@ def test_a_sixth_tdsp_is_refreshed_end_to_end_with_no_code_change(
     assert plans["zipTdsps"] == {zips["wolfforth"]: [sixth]}
     index = files["zip-tdsp-tx.json"]["zips"]
     assert set(index[zips["homes"][0]]["tdspDuns"]) == {sixth, real[0].duns}
+    assert index[zips["homes"][0]]["needsAddress"] is True  # two TDSPs in one ZIP
     assert index[zips["homes"][-1]] == {
         "type": "standard",
         "tdspDuns": [],
         "cities": ["lubbock-tx"],
+        "publicPower": [],
+        "needsAddress": False,
     }
     assert index[zips["box"]] == {
         "type": "po_box",
         "tdspDuns": [real[1].duns],
         "cities": ["lubbock-tx"],
+        "publicPower": [],
+        "needsAddress": False,
     }
     assert files["build-summary.json"]["totals"]["tdspTerritories"] == len(real) + 1
 

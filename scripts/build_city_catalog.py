@@ -35,10 +35,20 @@ The rules (the truth the site shows):
   takes a ZIP out of one page. Each row has a reason and a source. A row that does not
   apply (its pair or ZIP is not there) fails the build, so the committed file only holds
   rows that were applied; the build prints them.
+* **Public power is applied from a reviewed table** (``data/public_power.csv``, see
+  ``choosemypower_dagster.catalog.public_power``): a page served by a utility whose row is
+  ``applied`` (a municipal utility, a co-op, or a utility outside ERCOT's competitive
+  market) records its id in ``public_power`` and is ``partial`` whatever its ZIPs say. Its
+  TDSP-tagged ZIPs may be mostly the utility's, so its ``competitive_share`` is the table's
+  sourced estimate (Garland: the city says its utility serves about 85%) or, without one,
+  unknown, and so is its ``choosing_population``. The page stays in the catalog (the homes
+  on the TDSP's streets can buy plans; the site asks for their address). A row naming a
+  page the build does not make fails the build.
 * **Tiers rank by the people who can choose:** ``choosing_population`` = population x
-  competitive share, rounded half up. Pages are sorted by it (descending; unknown
-  population last; ties by slug): tier1 = the first 200, tier2 = the next 300, tier3 =
-  the rest. A partial city keeps its page, ranked by its share.
+  competitive share, rounded half up. Pages are sorted by it (descending; ties by slug),
+  then the pages where it is unknown (public power, or no population), most populous
+  competitive ZIP share first: tier1 = the first 200, tier2 = the next 300, tier3 = the
+  rest. A partial city keeps its page, ranked by its share.
 * **TDSPs are data.** Nothing here names a TDSP: a new one is a row of the reference
   ``tdsp_territories.csv`` plus its ZIP rows. Its short display name comes from the
   optional ``scripts/tdsp_short_names.csv`` (code, short_name), else its abbreviation.
@@ -69,11 +79,20 @@ from choosemypower_dagster.catalog.cities import (
     CatalogExceptionRow,
     CityZip,
     choosing_population,
+    competitive_share,
+    coverage_of,
+    format_optional_share,
     format_share,
     format_zips,
     load_exceptions,
     primary_duns,
     share_counts,
+)
+from choosemypower_dagster.catalog.public_power import (
+    PageServing,
+    PublicPowerRow,
+    load_public_power,
+    serving_by_page,
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -82,6 +101,7 @@ DEFAULT_REFERENCE_DIR = PROJECT_ROOT.parent / "shared" / "reference"
 DEFAULT_OUTPUT = DATA_DIR / "cities.csv"
 DEFAULT_TDSP_OUTPUT = DATA_DIR / "tdsp_territories.csv"
 DEFAULT_EXCEPTIONS = DATA_DIR / "catalog_exceptions.csv"
+DEFAULT_PUBLIC_POWER = DATA_DIR / "public_power.csv"
 DEFAULT_SHORT_NAMES = Path(__file__).resolve().parent / "tdsp_short_names.csv"
 
 # ZIP centroids farther apart than this (single linkage) are treated as different towns,
@@ -143,6 +163,12 @@ class City:
     longitude: float
     zips: tuple[CityZip, ...]
     origin: str = "usps"  # "usps": a USPS city name; "accepted": a USPS accepted name
+    serving: PageServing | None = None  # the applied public-power rows of the page
+
+    @property
+    def public_power(self) -> tuple[str, ...]:
+        """Ids of the public-power utilities serving the page."""
+        return self.serving.utility_ids if self.serving else ()
 
     @property
     def counts(self) -> tuple[int, int]:
@@ -170,16 +196,25 @@ class City:
 
     @property
     def coverage(self) -> str:
-        competitive, standard = self.counts
-        return "full" if competitive == standard else "partial"
+        return coverage_of(*self.counts, bool(self.public_power))
 
     @property
     def share(self) -> str:
         return format_share(*self.counts)
 
     @property
+    def competitive_share(self) -> str:
+        """Homes that can choose: the ZIP share, or the table's estimate ("": unknown)."""
+        return format_optional_share(competitive_share(*self.counts, self.serving))
+
+    @property
     def choosing_population(self) -> int | None:
-        return choosing_population(self.population, *self.counts)
+        return choosing_population(self.population, competitive_share(*self.counts, self.serving))
+
+    @property
+    def choosing_upper_bound(self) -> int | None:
+        """Population x competitive ZIP share: at most this many can choose."""
+        return choosing_population(self.population, competitive_share(*self.counts))
 
 
 # --------------------------------------------------------------------------- reading
@@ -446,6 +481,23 @@ def apply_city_zip_exceptions(
     return [by_slug[city.slug] for city in cities]
 
 
+def apply_public_power(cities: Sequence[City], table: Sequence[PublicPowerRow]) -> list[City]:
+    """The pages with the applied public-power rows recorded on them.
+
+    Every page a row names (applied or not) must be one the build made: a row that names
+    no page fails the build, so the table cannot drift from the catalog unnoticed.
+    """
+    slugs = {city.slug for city in cities}
+    for row in table:
+        if row.city_page and row.city_page not in slugs:
+            raise BuildError(
+                f"public-power row {row.utility_id!r} ({row.place}): no catalog page "
+                f"{row.city_page}"
+            )
+    serving = serving_by_page(table)
+    return [replace(city, serving=serving.get(city.slug)) for city in cities]
+
+
 # --------------------------------------------------------------------------- building
 
 
@@ -621,9 +673,12 @@ def check_unique_slugs(cities: Sequence[City]) -> None:
 
 
 def rank_key(city: City) -> tuple[bool, int, str]:
-    """Ranking: people who can choose, descending, then slug; unknown population last."""
+    """Ranking: people who can choose, descending, then slug; where that is unknown (public
+    power, no population) last, by the most who might choose (population x ZIP share)."""
     choosing = city.choosing_population
-    return (choosing is None, -(choosing or 0), city.slug)
+    if choosing is None:
+        return (True, -(city.choosing_upper_bound or 0), city.slug)
+    return (False, -choosing, city.slug)
 
 
 def assign_tiers(cities: Sequence[City]) -> list[tuple[str, City]]:
@@ -657,7 +712,9 @@ def city_row(tier: str, city: City) -> list[str]:
         ";".join(f"{zip_code}:{duns}" for zip_code, duns in city.zip_duns),
         city.coverage,
         city.share,
+        city.competitive_share,
         "" if choosing is None else str(choosing),
+        ";".join(city.public_power),
         format_zips(city.zips),
     ]
 
@@ -684,6 +741,7 @@ def summarize(
     tdsps: Sequence[dict[str, str]],
     exceptions: Sequence[CatalogExceptionRow],
     skipped: dict[str, Sequence[str]],
+    public_power: Sequence[PublicPowerRow] = (),
 ) -> str:
     """Human-readable counts of the catalog."""
     cities = [city for _, city in tiered]
@@ -692,6 +750,21 @@ def summarize(
     lines += [f"  {tier}: {tier_counts[tier]}" for tier, _ in TIER_SIZES]
     coverage = Counter(city.coverage for city in cities)
     lines.append(f"coverage: full {coverage['full']}, partial {coverage['partial']}")
+    served = [c for c in cities if c.public_power]
+    known = [c.choosing_population for c in cities if c.choosing_population is not None]
+    lines.append(
+        f"people who can choose (known): {sum(known):,} in {len(known)} cities; unknown in "
+        f"{len(cities) - len(known)}"
+    )
+    lines.append(
+        f"public-power rows: {len(public_power)} "
+        f"({sum(r.in_rule for r in public_power)} applied); pages served: {len(served)}"
+    )
+    tier_of = {city.slug: tier for tier, city in tiered}
+    lines += [
+        f"  {c.slug} ({tier_of[c.slug]}, population {c.population}): {';'.join(c.public_power)}"
+        for c in sorted(served, key=lambda c: (-(c.population or 0), c.slug))
+    ]
     lines.append("cities per TDSP (served / primary):")
     for tdsp in tdsps:
         duns = tdsp["duns"]
@@ -727,6 +800,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--tdsp-output", type=Path, default=DEFAULT_TDSP_OUTPUT)
     parser.add_argument("--exceptions", type=Path, default=DEFAULT_EXCEPTIONS)
     parser.add_argument("--tdsp-short-names", type=Path, default=DEFAULT_SHORT_NAMES)
+    parser.add_argument("--public-power", type=Path, default=DEFAULT_PUBLIC_POWER)
     return parser.parse_args(argv)
 
 
@@ -748,10 +822,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_geonames_places(),
         exceptions,
     )
+    public_power = load_public_power(args.public_power)
+    cities = apply_public_power(cities, public_power)
     tiered = assign_tiers(cities)
     write_csv(args.output, CITY_COLUMNS, (city_row(tier, city) for tier, city in tiered))
     write_tdsps(args.tdsp_output, tdsps)
-    print(summarize(tiered, tdsps, exceptions, skipped))
+    print(summarize(tiered, tdsps, exceptions, skipped, public_power))
     print(f"wrote {args.output} and {args.tdsp_output}")
     return 0
 

@@ -17,9 +17,16 @@ give the city a TDSP. The encoding of the columns:
   ZIP. `T` is the USPS type letter (`S` standard, `P` PO box, `U` unique, `M` military); the
   DUNS list is empty when no competitive TDSP serves the ZIP (e.g. `78718:P:`).
 - `competitive_zip_share`: competitive standard ZIPs / standard ZIPs, 4 decimals.
-- `coverage`: `full` when that share is 1, else `partial`.
-- `choosing_population`: population x share, rounded half up (empty when the population
-  is unknown). Tiers rank cities by it.
+- `public_power`: `;`-separated ids of the public-power utilities serving the page (rows of
+  the reviewed `public_power.csv` the build applied; see `catalog.public_power`). Inside such
+  a city a TDSP-tagged ZIP may be mostly the city utility's, so the ZIPs cannot say who
+  can choose.
+- `coverage`: `full` when that share is 1 and no public-power utility serves the page, else
+  `partial`.
+- `competitive_share`: the share of the city's homes that can choose, 4 decimals: the ZIP
+  share, or where public power serves the page the table's estimate for it (empty: unknown).
+- `choosing_population`: population x `competitive_share`, rounded half up; empty when
+  either is unknown. Tiers rank cities by it, unknown last.
 
 The reviewed exceptions the build applied (`data/catalog_exceptions.csv`) are read with
 `load_exceptions`; the build refuses an exception row that does not apply, so every row of
@@ -29,13 +36,22 @@ the packaged file is one that was applied.
 from __future__ import annotations
 
 import csv
+import math
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 
+from choosemypower_dagster.catalog.public_power import (
+    PageServing,
+    load_public_power,
+    packaged_public_power_path,
+    public_power_beside,
+    serving_by_page,
+)
 from choosemypower_dagster.catalog.tdsps import read_tdsps, tdsps_by_duns
 from choosemypower_dagster.catalog.tiers import TIERS
 from choosemypower_dagster.settings import CITY_CATALOG
@@ -53,7 +69,9 @@ COLUMNS = (
     "zip_codes",
     "coverage",
     "competitive_zip_share",
+    "competitive_share",
     "choosing_population",
+    "public_power",
     "zips",
 )
 COVERAGES = ("full", "partial")
@@ -107,8 +125,11 @@ class City:
     zip_codes: tuple[tuple[str, str], ...]  # (zip, duns) pairs of competitive standard ZIPs
     coverage: str  # "full" or "partial"
     competitive_zip_share: float  # competitive standard ZIPs / standard ZIPs
-    choosing_population: int | None  # population x share, rounded half up
+    choosing_population: int | None  # population x share, rounded half up; None: unknown
     zips: tuple[CityZip, ...]  # every ZIP of the page, by ZIP
+    public_power: tuple[str, ...] = ()  # ids of the applied public-power utilities serving it
+    # homes that can choose: the ZIP share, or the public-power table's estimate (None: unknown)
+    competitive_share: float | None = None
 
     @property
     def standard_zips(self) -> tuple[CityZip, ...]:
@@ -149,11 +170,32 @@ def format_share(competitive: int, standard: int) -> str:
     return f"{competitive / standard:.4f}"
 
 
-def choosing_population(population: int | None, competitive: int, standard: int) -> int | None:
-    """Population x competitive / standard, rounded half up; None when population is."""
-    if population is None:
+def competitive_share(
+    competitive: int, standard: int, public_power: PageServing | None = None
+) -> Fraction | None:
+    """The share of a city's homes that can choose: competitive / standard ZIPs, or where
+    public power serves the city the table's estimate (None: unknown, since a TDSP-tagged ZIP
+    there may be mostly the utility's)."""
+    if public_power is not None:
+        return public_power.competitive_share
+    return Fraction(competitive, standard)
+
+
+def choosing_population(population: int | None, share: Fraction | None) -> int | None:
+    """Population x share, rounded half up; None when either is unknown."""
+    if population is None or share is None:
         return None
-    return (2 * population * competitive + standard) // (2 * standard)
+    return math.floor(population * share + Fraction(1, 2))
+
+
+def format_optional_share(share: Fraction | None) -> str:
+    """A share as the catalog writes it: 4 decimals, or empty when unknown."""
+    return "" if share is None else f"{float(share):.4f}"
+
+
+def coverage_of(competitive: int, standard: int, public_power: bool) -> str:
+    """`full` only when every standard ZIP is competitive and no public power serves it."""
+    return "full" if competitive == standard and not public_power else "partial"
 
 
 def primary_duns(zips: Iterable[CityZip]) -> str:
@@ -257,7 +299,11 @@ def _check_zip_rules(
         errors.append(f"field 'zip_codes': not the competitive standard ZIPs of 'zips' ({detail})")
 
 
-def _parse_row(row: dict[str, str], known_duns: set[str]) -> tuple[City | None, list[str]]:
+def _parse_row(
+    row: dict[str, str],
+    known_duns: set[str],
+    known_public_power: Mapping[str, PageServing] | None = None,
+) -> tuple[City | None, list[str]]:
     """Parse one CSV row; returns the city or the list of `field 'x': problem` messages."""
     errors: list[str] = []
     slug = (row.get("slug") or "").strip()
@@ -321,6 +367,17 @@ def _parse_row(row: dict[str, str], known_duns: set[str]) -> tuple[City | None, 
             f"field 'competitive_zip_share': {raw_share!r} is not a share in 0..1 with 4 decimals"
         )
     raw_choosing = (row.get("choosing_population") or "").strip()
+    public_power = tuple(p for p in (row.get("public_power") or "").split(";") if p)
+    serving = (known_public_power or {}).get(slug)
+    for utility in public_power:
+        if serving is None or utility not in serving.utility_ids:
+            errors.append(
+                f"field 'public_power': no applied row of the public-power table gives "
+                f"{utility!r} this page"
+            )
+    if len(set(public_power)) != len(public_power):
+        errors.append("field 'public_power': a utility is listed twice")
+    raw_estimate = (row.get("competitive_share") or "").strip()
 
     zips = _parse_zips(row.get("zips") or "", known_duns, errors)
     if not errors:
@@ -333,23 +390,32 @@ def _parse_row(row: dict[str, str], known_duns: set[str]) -> tuple[City | None, 
                 f"field 'competitive_zip_share': {raw_share}, but 'zips' gives "
                 f"{competitive}/{standard} = {expected_share}"
             )
-        expected_coverage = "full" if competitive == standard else "partial"
+        expected_coverage = coverage_of(competitive, standard, bool(public_power))
         if coverage != expected_coverage:
+            served = f" and public power serves it ({';'.join(public_power)})" * bool(public_power)
             errors.append(
                 f"field 'coverage': {coverage!r}, but {competitive} of {standard} standard "
-                f"ZIPs are competitive ({expected_coverage!r})"
+                f"ZIPs are competitive{served} ({expected_coverage!r})"
             )
-        expected_choosing = choosing_population(population, competitive, standard)
+        share = competitive_share(competitive, standard, serving if public_power else None)
+        if raw_estimate != format_optional_share(share):
+            rule = "the public-power table gives" if public_power else "'zips' gives"
+            errors.append(
+                f"field 'competitive_share': {raw_estimate!r}, but {rule} "
+                f"{format_optional_share(share)!r}"
+            )
+        expected_choosing = choosing_population(population, share)
         want = "" if expected_choosing is None else str(expected_choosing)
         if raw_choosing != want:
             errors.append(
-                f"field 'choosing_population': {raw_choosing!r}, but population x share "
-                f"gives {want!r}"
+                f"field 'choosing_population': {raw_choosing!r}, but population x "
+                f"competitive_share gives {want!r}"
             )
 
     if errors:
         return None, errors
     competitive, standard = share_counts(zips)
+    share = competitive_share(competitive, standard, serving if public_power else None)
     return (
         City(
             slug=slug,
@@ -364,8 +430,10 @@ def _parse_row(row: dict[str, str], known_duns: set[str]) -> tuple[City | None, 
             zip_codes=tuple(pairs),
             coverage=coverage,
             competitive_zip_share=float(raw_share),
-            choosing_population=choosing_population(population, competitive, standard),
+            choosing_population=choosing_population(population, share),
             zips=tuple(zips),
+            public_power=public_power,
+            competitive_share=None if share is None else round(float(share), 4),
         ),
         [],
     )
@@ -388,15 +456,27 @@ def _raise_problems(what: str, problems: list[str]) -> None:
         raise CatalogError(f"{what} has {len(problems)} problem(s):\n" + "\n".join(shown) + tail)
 
 
+def public_power_path(catalog: Path | str) -> Path:
+    """The public-power table of a catalog: the `public_power.csv` beside it, else the
+    packaged one (a copy of the packaged catalog elsewhere names the packaged utilities)."""
+    beside = public_power_beside(Path(catalog))
+    return beside if beside.is_file() else packaged_public_power_path()
+
+
 def load_catalog(
     path: Path | str | None = None, *, tdsps_path: Path | str | None = None
 ) -> list[City]:
     """Read and validate the whole catalog; raise `CatalogError` listing every bad row.
 
-    DUNS are checked against the packaged TDSP table, or against `tdsps_path` when given.
+    DUNS are checked against the packaged TDSP table, or against `tdsps_path` when given;
+    public-power utilities against the table of `public_power_path`.
     """
     path = Path(path) if path else catalog_path()
     known_duns = _known_duns(tdsps_path)
+    try:
+        known_public_power = serving_by_page(load_public_power(public_power_path(path)))
+    except ValueError as exc:
+        raise CatalogError(str(exc)) from exc
     try:
         handle = path.open(newline="", encoding="utf-8")
     except OSError as exc:
@@ -410,7 +490,7 @@ def load_catalog(
         if missing:
             raise CatalogError(f"{path}: header lacks column(s) {', '.join(missing)}")
         for line_no, row in enumerate(reader, start=2):
-            city, errors = _parse_row(row, known_duns)
+            city, errors = _parse_row(row, known_duns, known_public_power)
             label = f"{path}: row {line_no} (slug {row.get('slug')!r})"
             problems.extend(f"{label}: {e}" for e in errors)
             if city is None:

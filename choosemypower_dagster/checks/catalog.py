@@ -8,17 +8,23 @@ tiers that run wrote:
 - every TDSP of a city comes from one of its standard ZIPs, never from PO-box or unique ZIPs
   alone: nobody lives at a PO box (ERROR);
 - partially competitive cities, listed with their shares; a tier1 city under half
-  competitive is a WARN (most of its people cannot choose, yet it is refreshed hourly).
+  competitive is a WARN (most of its people cannot choose, yet it is refreshed hourly);
+- public power: every row of the reviewed public-power table names catalog pages that
+  record it, or says why it names none (ERROR); no city a public-power utility serves is
+  `full` (ERROR, blocking: the site would promise plans to homes that cannot buy them); the
+  tier1 cities with public power, listed with their utilities (WARN, for the operator).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from choosemypower_dagster.catalog.cities import STANDARD, ZIP_TYPES, CityZip
+from choosemypower_dagster.catalog.cities import STANDARD, ZIP_TYPES, City, CityZip
+from choosemypower_dagster.catalog.public_power import PublicPowerRow, utilities_by_page
 from choosemypower_dagster.checks.outcome import Outcome, offending, rows_table
 from choosemypower_dagster.warehouse import schema as t
 
@@ -37,6 +43,8 @@ class StoredCity:
     population: int | None
     tdsp_duns: tuple[str, ...]
     zips: tuple[CityZip, ...]
+    coverage: str | None = None
+    public_power: tuple[str, ...] = ()  # ids of the utilities the stored row names
 
     @property
     def standard(self) -> list[CityZip]:
@@ -56,7 +64,7 @@ def load_stored_cities(conn: sa.Connection, tiers: Iterable[str]) -> list[Stored
     """The catalog cities of `tiers` with their ZIPs, in two queries."""
     c, z = t.cities.c, t.city_zips.c
     rows = conn.execute(
-        sa.select(c.slug, c.name, c.tier, c.population, c.tdsp_duns)
+        sa.select(c.slug, c.name, c.tier, c.population, c.tdsp_duns, c.coverage, c.public_power)
         .where(c.in_catalog, c.tier.in_(list(tiers)))
         .order_by(c.tier, c.slug)
     ).all()
@@ -75,6 +83,8 @@ def load_stored_cities(conn: sa.Connection, tiers: Iterable[str]) -> list[Stored
             row.population,
             tuple(d for d in row.tdsp_duns.split(";") if d),
             tuple(zips[row.slug]),
+            row.coverage,
+            tuple(u["id"] for u in json.loads(row.public_power or "[]")),
         )
         for row in rows
     ]
@@ -166,5 +176,124 @@ def check_partial_coverage(cities: Sequence[StoredCity]) -> Outcome:
         True,
         f"{len(partial)} partially competitive cities, {full} full; no {WARNED_TIER} city "
         "under half",
+        metadata,
+    )
+
+
+def check_public_power_rows(table: Sequence[PublicPowerRow], catalog: Sequence[City]) -> Outcome:
+    """Every row of the public-power table names a catalog page that records it as the
+    table says (applied: recorded; unsure or opted in: not), or names none and says why."""
+    pages = {city.slug: city for city in catalog}
+    rows: list[dict[str, str]] = []
+    for row in table:
+        if not row.city_page:
+            continue
+        city = pages.get(row.city_page)
+        if city is None:
+            problem = "no such catalog page"
+        elif row.in_rule and row.utility_id not in city.public_power:
+            problem = "the catalog page does not record it (rebuild the catalog)"
+        elif not row.in_rule and row.utility_id in city.public_power:
+            problem = f"the catalog applies a row marked {row.status}"
+        else:
+            continue
+        rows.append({"utility": row.utility_id, "page": row.city_page, "problem": problem})
+    without_page = [
+        {"utility": r.utility_id, "place": r.place, "why": r.note.replace("|", "/")}
+        for r in table
+        if not r.city_page
+    ]
+    left_out = [
+        {"utility": r.utility_id, "place": r.place, "status": r.status, "why": r.note}
+        for r in table
+        if r.city_page and not r.in_rule
+    ]
+    extra: dict[str, object] = {
+        "table_rows": len(table),
+        "rows_applied": sum(r.in_rule for r in table),
+        "pages_served": len({r.city_page for r in table if r.in_rule}),
+        "rows_without_page": len(without_page),
+        "rows_left_out_of_the_rule": len(left_out),
+    }
+    if without_page:
+        extra["without_page"] = rows_table(without_page, ["utility", "place", "why"])
+    if left_out:
+        extra["left_out_of_the_rule"] = rows_table(left_out, ["utility", "place", "status", "why"])
+    return offending(
+        sum(bool(r.city_page) for r in table),
+        rows,
+        ["utility", "page", "problem"],
+        ok="all {checked} rows naming a page match the catalog; "
+        f"{len(without_page)} rows name no page and say why",
+        bad="{n} of {checked} public-power rows naming a page do not match the catalog",
+        **extra,
+    )
+
+
+def check_public_power_not_full(
+    cities: Sequence[StoredCity], table: Sequence[PublicPowerRow]
+) -> Outcome:
+    """No stored city that a public-power utility serves (by the table or by its own row)
+    is `full`."""
+    serving = utilities_by_page(table)
+    rows = [
+        {
+            "city": c.slug,
+            "tier": c.tier,
+            "coverage": c.coverage,
+            "utilities": ", ".join(sorted({*serving.get(c.slug, ()), *c.public_power})),
+        }
+        for c in cities
+        if c.coverage == "full" and (c.public_power or serving.get(c.slug))
+    ]
+    return offending(
+        len(cities),
+        rows,
+        ["city", "tier", "coverage", "utilities"],
+        ok="no city served by public power is full ({checked} cities checked)",
+        bad="{n} cities served by public power are published as full: their homes would be "
+        "promised plans they cannot buy",
+    )
+
+
+def check_tier1_public_power(
+    cities: Sequence[StoredCity], table: Sequence[PublicPowerRow]
+) -> Outcome:
+    """Cities served by public power, with their utilities; a WARN when one is in tier1."""
+    names = {r.utility_id: r.name for r in table}
+    served = sorted(
+        (c for c in cities if c.public_power),
+        key=lambda c: (c.tier, -(c.population or 0), c.slug),
+    )
+    listed = [
+        {
+            "city": c.slug,
+            "tier": c.tier,
+            "population": c.population,
+            "utilities": ", ".join(names.get(u, u) for u in c.public_power),
+        }
+        for c in served
+    ]
+    top = [c for c in served if c.tier == WARNED_TIER]
+    metadata: dict[str, object] = {
+        "cities_checked": len(cities),
+        "public_power_cities": len(served),
+        f"{WARNED_TIER}_public_power_cities": [c.slug for c in top],
+    }
+    if listed:
+        metadata["public_power"] = rows_table(listed, ["city", "tier", "population", "utilities"])
+    if top:
+        names_text = ", ".join(
+            f"{c.slug} ({', '.join(names.get(u, u) for u in c.public_power)})" for c in top
+        )
+        return Outcome(
+            False,
+            f"{len(top)} {WARNED_TIER} cities are served by public power: {names_text}",
+            metadata,
+        )
+    return Outcome(
+        True,
+        f"{len(served)} cities served by public power, none in {WARNED_TIER} (their choosing "
+        "population is unknown, so they rank last)",
         metadata,
     )

@@ -22,7 +22,9 @@ from choosemypower_dagster.catalog.cities import (
     load_exceptions,
     packaged_catalog_path,
     packaged_exceptions_path,
+    public_power_path,
 )
+from choosemypower_dagster.catalog.public_power import PublicPowerRow, load_public_power
 from choosemypower_dagster.catalog.tdsps import tdsps_by_duns
 from choosemypower_dagster.comparepower.client import ComparePowerClient
 from choosemypower_dagster.settings import API_KEY, API_URL, CITY_CATALOG, DATABASE_URL, Setting
@@ -83,6 +85,14 @@ class CityCatalogResource(dg.ConfigurableResource):
             return load_exceptions()
         beside = path.with_name(packaged_exceptions_path().name)
         return load_exceptions(beside, known_duns=tdsps_by_duns()) if beside.is_file() else ()
+
+    def public_power_table_path(self) -> str:
+        """The reviewed public-power table of the catalog: beside it, else the packaged one."""
+        return str(public_power_path(self.resolved_path()))
+
+    def public_power(self) -> tuple[PublicPowerRow, ...]:
+        """Every row of that table (applied, unsure and opted-in), validated."""
+        return load_public_power(self.public_power_table_path())
 
 
 def _from_env(setting: Setting) -> dg.EnvVar | None:

@@ -6,7 +6,10 @@ bytes reused in every city file that lists it (about 840 files share ~700 plans)
 
 The files also say where plans can be bought: a city's coverage and ZIPs (with their USPS
 type and TDSPs) in `cities-tx.json`, each plan file's home ZIPs with their TDSPs, and
-`zip-tdsp-tx.json` from every ZIP of a listed city to its TDSPs and pages.
+`zip-tdsp-tx.json` from every ZIP of a listed city to its TDSPs and pages. They say when the
+site must ask before it shows plans: `needsZip` where the ZIP decides (a partial or
+multi-TDSP city), `needsAddress` where even the ZIP does not (a ZIP with two TDSPs, or a ZIP
+of a city that a public-power utility serves: municipal, co-op, or outside ERCOT's market).
 """
 
 from __future__ import annotations
@@ -281,10 +284,60 @@ def _city_duns(city: Any) -> list[str]:
     return [d for d in city.tdsp_duns.split(";") if d]
 
 
-def _territory_fields(city: Any, territory: Territory, entry: dict[str, Any]) -> dict[str, Any]:
-    """Where the city's plans can be bought: coverage, every ZIP with its TDSPs, and the
-    figures per TDSP. A multi-TDSP city needs the person's ZIP (`needsZip`); a single-TDSP
-    city's one TDSP summary is its own figures (`entry`), taken as they are."""
+def _public_power(city: Any) -> list[dict[str, Any]]:
+    """The public-power utilities serving the city (name, kind, source), as stored."""
+    return [
+        {k: u[k] for k in ("name", "kind", "source")} for u in json.loads(city.public_power or "[]")
+    ]
+
+
+@dataclass(frozen=True)
+class Asks:
+    """What the site must ask before it shows a city's plans, and why."""
+
+    needs_zip: bool  # the ZIP decides: a partial or multi-TDSP city
+    needs_address: bool  # even the ZIP does not: a two-TDSP ZIP, or public power in the city
+    public_power: list[dict[str, Any]]
+
+
+def _asks(city: Any, territory: Territory) -> Asks:
+    public_power = _public_power(city)
+    two_tdsp_zip = any(
+        kind == STANDARD_ZIP and len(served) > 1
+        for _, kind, served in territory.zips.get(city.slug, [])
+    )
+    return Asks(
+        needs_zip=city.coverage == "partial" or len(_city_duns(city)) > 1,
+        needs_address=bool(public_power) or two_tdsp_zip,
+        public_power=public_power,
+    )
+
+
+#: What a public-power city's share of homes that can choose rests on.
+SHARE_UNKNOWN = (
+    "A public-power utility serves this city: a ZIP tagged with a TDSP may be mostly the "
+    "utility's, so the ZIPs cannot say how many homes can choose, and no source gives it."
+)
+SHARE_ESTIMATED = (
+    "A public-power utility serves this city: the share is the estimate its source gives, "
+    "not the ZIPs'."
+)
+
+
+def _share_note(city: Any, asks: Asks) -> str | None:
+    if not asks.public_power:
+        return None
+    return SHARE_UNKNOWN if city.competitive_share is None else SHARE_ESTIMATED
+
+
+def _territory_fields(
+    city: Any, territory: Territory, entry: dict[str, Any], asks: Asks
+) -> dict[str, Any]:
+    """Where the city's plans can be bought: coverage, public power, every ZIP with its
+    TDSPs, and the figures per TDSP. A partial or multi-TDSP city needs the person's ZIP
+    (`needsZip`), a city with public power or a two-TDSP ZIP their address (`needsAddress`);
+    a partial city's figures are for its competitive ZIPs. A single-TDSP city's one TDSP
+    summary is its own figures (`entry`), taken as they are."""
     duns = _city_duns(city)
     if len(duns) == 1:
         summaries = [{"tdspDuns": duns[0], **{k: entry[k] for k in _TDSP_FIGURES}}]
@@ -294,8 +347,13 @@ def _territory_fields(city: Any, territory: Territory, entry: dict[str, Any]) ->
     return {
         "coverage": city.coverage,
         "competitiveZipShare": _share(city.competitive_zip_share),
+        "competitiveShare": _share(city.competitive_share),
+        "competitiveShareNote": _share_note(city, asks),
         "choosingPopulation": city.choosing_population,
-        "needsZip": len(duns) > 1,
+        "publicPower": asks.public_power,
+        "needsZip": asks.needs_zip,
+        "needsAddress": asks.needs_address,
+        "figuresApplyTo": "competitive ZIPs" if city.coverage == "partial" else "all ZIPs",
         "zips": [
             {"zip": zip_code, "type": ZIP_TYPE_NAMES.get(kind, kind), "tdspDuns": served}
             for zip_code, kind, served in territory.zips.get(city.slug, [])
@@ -312,28 +370,50 @@ def _only_per_tdsp(entry: dict[str, Any]) -> None:
             entry[key] = [] if isinstance(value, list) else None
 
 
-def _plans_file_territory(city: Any, territory: Territory) -> bytes:
+def _plans_file_territory(city: Any, territory: Territory, asks: Asks) -> bytes:
     """The fields a city's plan file carries beside its plans: whether the site must ask for
-    the ZIP, and each standard (home) ZIP's TDSPs ([] = a municipal utility or co-op)."""
+    the ZIP or the address, and each standard (home) ZIP's TDSPs ([] = no competitive TDSP:
+    a municipal utility or co-op)."""
     homes = {
         zip_code: served
         for zip_code, kind, served in territory.zips.get(city.slug, [])
         if kind == STANDARD_ZIP
     }
-    needs_zip = b"true" if len(_city_duns(city)) > 1 else b"false"
-    return b',"needsZip":' + needs_zip + b',"zipTdsps":' + dumps(homes)
+    return (
+        b',"needsZip":'
+        + dumps(asks.needs_zip)
+        + b',"needsAddress":'
+        + dumps(asks.needs_address)
+        + b',"zipTdsps":'
+        + dumps(homes)
+    )
 
 
-def _zip_index(cities: list[Any], territory: Territory) -> bytes:
-    """zip-tdsp-tx.json: every ZIP of a listed city to its type, TDSPs and city pages."""
+def _zip_index(cities: list[Any], territory: Territory, asks: dict[str, Asks]) -> bytes:
+    """zip-tdsp-tx.json: every ZIP of a listed city to its type, TDSPs, city pages, the
+    public-power utilities of those pages, and whether the site needs the address: a home
+    ZIP with two TDSPs, or a competitive home ZIP of a city served by public power."""
     index: dict[str, dict[str, Any]] = {}
     for city in cities:
+        utilities = [{"name": u["name"], "kind": u["kind"]} for u in asks[city.slug].public_power]
         for zip_code, kind, served in territory.zips.get(city.slug, []):
             item = index.setdefault(
                 zip_code,
-                {"type": ZIP_TYPE_NAMES.get(kind, kind), "tdspDuns": served, "cities": []},
+                {
+                    "type": ZIP_TYPE_NAMES.get(kind, kind),
+                    "tdspDuns": served,
+                    "cities": [],
+                    "publicPower": [],
+                    "needsAddress": False,
+                },
             )
             item["cities"].append(city.slug)
+            item["publicPower"].extend(u for u in utilities if u not in item["publicPower"])
+            item["needsAddress"] = (
+                kind == STANDARD_ZIP
+                and bool(served)
+                and (len(served) > 1 or bool(item["publicPower"]))
+            )
     return dumps({"zips": {zip_code: index[zip_code] for zip_code in sorted(index)}})
 
 
@@ -394,6 +474,7 @@ def build_site_files(
 
     plan_files = 0
     city_entries = []
+    asks = {city.slug: _asks(city, territory) for city in cities}
     for city in cities:
         listed = by_city.get(city.slug)
         if listed is not None:
@@ -402,18 +483,18 @@ def build_site_files(
                 b'{"plans":['
                 + b",".join(encoded[pid] for pid in ids)
                 + b"]"
-                + _plans_file_territory(city, territory)
+                + _plans_file_territory(city, territory, asks[city.slug])
                 + b"}"
             )
             plan_files += 1
         summary = summaries.get(city.slug)
         entry = _city_entry(city, summary, bool(listed))
-        entry.update(_territory_fields(city, territory, entry))
-        if entry["needsZip"]:
+        entry.update(_territory_fields(city, territory, entry, asks[city.slug]))
+        if len(_city_duns(city)) > 1:
             _only_per_tdsp(entry)
         city_entries.append(entry)
     out.files[CITIES_FILE] = dumps({"cities": city_entries})
-    out.files[ZIP_INDEX_FILE] = _zip_index(cities, territory)
+    out.files[ZIP_INDEX_FILE] = _zip_index(cities, territory, asks)
 
     providers = conn.execute(sa.select(t.providers).order_by(t.providers.c.name)).all()
     out.files[PROVIDERS_FILE] = dumps({"providers": [_provider_entry(r) for r in providers]})
@@ -476,6 +557,11 @@ def build_site_files(
         "cheapest_rate_1000": cheapest,
         "refresh_run_id": refresh.run_id if refresh is not None else None,
         "partial_cities": sum(c.coverage == "partial" for c in cities),
+        "full_cities": sum(c.coverage == "full" for c in cities),
+        "public_power_cities": sum(bool(a.public_power) for a in asks.values()),
+        "needs_address_cities": sum(a.needs_address for a in asks.values()),
+        "people_who_can_choose": sum(c.choosing_population or 0 for c in cities),
+        "cities_choosing_unknown": sum(c.choosing_population is None for c in cities),
         "multi_tdsp_cities": sum(len(_city_duns(c)) > 1 for c in cities),
         "zip_codes": len({z for c in cities for z, _, _ in territory.zips.get(c.slug, [])}),
     }
@@ -521,6 +607,18 @@ def _build_summary(
                 "activeProviders": f["active_providers"],
                 "tdspTerritories": f["tdsp_territories"],
                 "files": len(out.files) + 1,  # this file included
+            },
+            "coverage": {
+                "full": f["full_cities"],
+                "partial": f["partial_cities"],
+                "publicPower": f["public_power_cities"],
+                "needsAddress": f["needs_address_cities"],
+            },
+            "peopleWhoCanChoose": {
+                "known": f["people_who_can_choose"],
+                "citiesUnknown": f["cities_choosing_unknown"],
+                "rule": "population x competitive ZIP share; unknown where public power "
+                "serves the city or the population is not known",
             },
             "durationSeconds": duration,
             "apiCalls": refresh.api_calls if refresh is not None else None,

@@ -71,13 +71,28 @@ cities = sa.Table(
     ),
     sa.Column("updated_at", TS, nullable=False, doc="when the row was last written"),
     sa.Column(
-        "coverage", sa.String(8), doc="full or partial: whether every standard ZIP is competitive"
+        "coverage",
+        sa.String(8),
+        doc="full or partial: full only when every standard ZIP is competitive and no "
+        "public-power utility serves the city",
     ),
     sa.Column("competitive_zip_share", sa.Float, doc="competitive standard ZIPs / standard ZIPs"),
     sa.Column(
+        "competitive_share",
+        sa.Float,
+        doc="share of the city's homes that can choose: the ZIP share, or the public-power "
+        "table's estimate; NULL when unknown",
+    ),
+    sa.Column(
         "choosing_population",
         sa.Integer,
-        doc="population x competitive share: the tiers rank by it",
+        doc="population x competitive_share: the tiers rank by it; NULL when unknown",
+    ),
+    sa.Column(
+        "public_power",
+        sa.Text,
+        doc="JSON list of the public-power utilities serving the city (id, name, kind, "
+        "source); [] for none, NULL until texas_cities rewrites a row older than migration 0006",
     ),
 )
 

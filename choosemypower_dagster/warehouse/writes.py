@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -10,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from choosemypower_dagster.catalog.cities import City
+from choosemypower_dagster.catalog.public_power import PublicPowerRow
 from choosemypower_dagster.catalog.tdsps import Tdsp
 from choosemypower_dagster.comparepower.parsing import PRICING_FIELDS, PlanRecord
 from choosemypower_dagster.warehouse import schema as t
@@ -36,10 +38,28 @@ def write_tdsps(conn: sa.Connection, tdsps: Sequence[Tdsp], now: datetime) -> in
     return len(rows)
 
 
+def _public_power_json(city: City, rows: Mapping[tuple[str, str], PublicPowerRow]) -> str:
+    """The city's public-power utilities as the warehouse keeps them (JSON list)."""
+    found = [rows.get((i, city.slug)) for i in city.public_power]
+    return json.dumps(
+        [{"id": r.utility_id, **r.as_site()} for r in found if r is not None],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
 def write_tier_cities(
-    conn: sa.Connection, tier: str, cities: Sequence[City], now: datetime
+    conn: sa.Connection,
+    tier: str,
+    cities: Sequence[City],
+    now: datetime,
+    utilities: Mapping[tuple[str, str], PublicPowerRow] | None = None,
 ) -> dict[str, int]:
-    """Upsert a tier's cities and replace their ZIP mappings; cities gone from it are flagged."""
+    """Upsert a tier's cities and replace their ZIP mappings; cities gone from it are flagged.
+
+    `utilities` are the applied public-power rows by (utility id, city page), for what each
+    city says of its utilities."""
+    utilities = utilities or {}
     rows = [
         {
             "slug": c.slug,
@@ -56,7 +76,9 @@ def write_tier_cities(
             "updated_at": now,
             "coverage": c.coverage,
             "competitive_zip_share": c.competitive_zip_share,
+            "competitive_share": c.competitive_share,
             "choosing_population": c.choosing_population,
+            "public_power": _public_power_json(c, utilities),
         }
         for c in cities
     ]

@@ -9,7 +9,8 @@ from typing import Any
 
 import dagster as dg
 
-from choosemypower_dagster.catalog.cities import CatalogExceptionRow
+from choosemypower_dagster.catalog.cities import CatalogExceptionRow, City
+from choosemypower_dagster.catalog.public_power import PublicPowerRow, applied_rows
 from choosemypower_dagster.catalog.tdsps import load_tdsps, tdsps_by_duns
 from choosemypower_dagster.checks import catalog as catalog_checks
 from choosemypower_dagster.defs.keys import OWNER, REFERENCE_GROUP, TDSP_TERRITORIES, TEXAS_CITIES
@@ -57,6 +58,9 @@ def tdsp_territories(warehouse: WarehouseResource) -> dg.MaterializeResult:
 COMPETITIVE_STANDARD_ZIP = "every_city_has_a_competitive_standard_zip"
 TDSPS_FROM_STANDARD_ZIPS = "no_tdsp_from_po_box_or_unique_zips_alone"
 PARTIAL_COVERAGE = "partially_competitive_cities"
+PUBLIC_POWER_ROWS = "public_power_rows_match_catalog_pages"
+PUBLIC_POWER_NOT_FULL = "no_public_power_city_is_full"
+TIER1_PUBLIC_POWER = "tier1_cities_with_public_power"
 _OF_THE_RUN = " Evaluated on the cities of the tiers the run wrote, as the warehouse holds them."
 
 CATALOG_CHECK_SPECS = [
@@ -88,13 +92,44 @@ CATALOG_CHECK_SPECS = [
             "half competitive." + _OF_THE_RUN
         ),
     ),
+    dg.AssetCheckSpec(
+        PUBLIC_POWER_ROWS,
+        asset=TEXAS_CITIES,
+        description=(
+            "Every applied row of the reviewed public-power table (data/public_power.csv) "
+            "names catalog pages that record the utility, or names none and says why; rows "
+            "left out of the rule (unsure, opted in) are listed (ERROR). Evaluated on the "
+            "whole catalog file."
+        ),
+    ),
+    dg.AssetCheckSpec(
+        PUBLIC_POWER_NOT_FULL,
+        asset=TEXAS_CITIES,
+        blocking=True,
+        description=(
+            "No city served by a municipal utility, a co-op or a utility outside ERCOT's "
+            "competitive market is `full`: its homes would be promised plans they cannot buy "
+            "(ERROR)." + _OF_THE_RUN
+        ),
+    ),
+    dg.AssetCheckSpec(
+        TIER1_PUBLIC_POWER,
+        asset=TEXAS_CITIES,
+        description=(
+            "Cities served by public power, listed with their utilities; WARN when one is in "
+            "tier1, so an operator sees which hourly pages ask for an address." + _OF_THE_RUN
+        ),
+    ),
 ]
 
 
 def _catalog_check_results(
-    warehouse: WarehouseResource, tiers: list[str]
+    warehouse: WarehouseResource,
+    tiers: list[str],
+    catalog: list[City],
+    table: tuple[PublicPowerRow, ...],
 ) -> Iterator[dg.AssetCheckResult]:
-    """The catalog checks over the stored cities of `tiers`."""
+    """The catalog checks over the stored cities of `tiers` (and the public-power table)."""
     started = time.monotonic()
     with warehouse.begin() as conn:
         stored = catalog_checks.load_stored_cities(conn, tiers)
@@ -102,6 +137,21 @@ def _catalog_check_results(
         (COMPETITIVE_STANDARD_ZIP, catalog_checks.check_competitive_standard_zip, "ERROR"),
         (TDSPS_FROM_STANDARD_ZIPS, catalog_checks.check_tdsps_from_standard_zips, "ERROR"),
         (PARTIAL_COVERAGE, catalog_checks.check_partial_coverage, "WARN"),
+        (
+            PUBLIC_POWER_ROWS,
+            lambda _: catalog_checks.check_public_power_rows(table, catalog),
+            "ERROR",
+        ),
+        (
+            PUBLIC_POWER_NOT_FULL,
+            lambda cities: catalog_checks.check_public_power_not_full(cities, table),
+            "ERROR",
+        ),
+        (
+            TIER1_PUBLIC_POWER,
+            lambda cities: catalog_checks.check_tier1_public_power(cities, table),
+            "WARN",
+        ),
     ]
     for name, evaluate, severity in evaluations:
         outcome = evaluate(stored)
@@ -160,14 +210,20 @@ def texas_cities(
 
     A page lists every USPS ZIP with its type and TDSPs; only standard ZIPs (homes) give a
     city its TDSPs, and a city whose standard ZIPs are only partly competitive is `partial`,
-    with its share. Tiers rank by the people who can choose (population x share): tier1 = the
-    first 200, tier2 = the next 300, tier3 = the rest. A bad catalog row fails the run naming
-    file, row and field, and nothing of the tier is written. Checked after writing (ERROR: a
-    city without a competitive standard ZIP, a TDSP from PO-box/unique ZIPs alone; WARN: a
-    tier1 city under half competitive). Re-read daily and whenever the catalog file changes;
-    it is only as stale as the packaged catalog.
+    with its share. A city served by public power (a municipal utility, a co-op, a utility
+    outside ERCOT's market: the reviewed data/public_power.csv) is never `full` and its
+    choosing population is unknown. Tiers rank by the people who can choose (population x
+    share, unknown last): tier1 = the first 200, tier2 = the next 300, tier3 = the rest. A bad
+    catalog row fails the run naming file, row and field, and nothing of the tier is written.
+    Checked after writing (ERROR: a city without a competitive standard ZIP, a TDSP from
+    PO-box/unique ZIPs alone, a public-power row the catalog does not match, a public-power
+    city published `full`; WARN: a tier1 city under half competitive or served by public
+    power). Re-read daily and whenever the catalog file changes; it is only as stale as the
+    packaged catalog.
     """
     cities = city_catalog.load()  # validates the whole file before anything is written
+    table = city_catalog.public_power()
+    utilities = applied_rows(table)
     exceptions = _exceptions_metadata(city_catalog.exceptions())
     names = {d: t.abbreviation for d, t in tdsps_by_duns().items()}
     now = datetime.now(UTC)
@@ -175,7 +231,7 @@ def texas_cities(
     for tier in tiers:
         of_tier = [c for c in cities if c.tier == tier]
         with warehouse.begin() as conn:
-            counts = write_tier_cities(conn, tier, of_tier, now)
+            counts = write_tier_cities(conn, tier, of_tier, now, utilities)
             rows = row_count(conn, schema.cities)
         per_tdsp = Counter(names[d] for c in of_tier for d in c.tdsp_duns)
         context.log.info(
@@ -192,6 +248,8 @@ def texas_cities(
                 "dropped_from_catalog": counts["dropped_from_catalog"],
                 "cities_per_tdsp": dict(sorted(per_tdsp.items())),
                 "partial_cities": sum(c.coverage == "partial" for c in of_tier),
+                "public_power_cities": sum(bool(c.public_power) for c in of_tier),
+                "public_power_table": city_catalog.public_power_table_path(),
                 "multi_tdsp_cities": sum(len(c.tdsp_duns) > 1 for c in of_tier),
                 "primary_tdsp_ties": sum(not c.primary_tdsp_duns for c in of_tier),
                 "catalog": city_catalog.resolved_path(),
@@ -206,6 +264,7 @@ def texas_cities(
                                 "population": c.population,
                                 "choosing": c.choosing_population,
                                 "share": f"{c.competitive_zip_share:.2f}",
+                                "public_power": ", ".join(c.public_power),
                                 "tdsps": ", ".join(names[d] for d in c.tdsp_duns),
                                 "zips": len(c.zips),
                             }
@@ -218,6 +277,7 @@ def texas_cities(
                             "population",
                             "choosing",
                             "share",
+                            "public_power",
                             "tdsps",
                             "zips",
                         ],
@@ -225,4 +285,4 @@ def texas_cities(
                 ),
             },
         )
-    yield from _catalog_check_results(warehouse, tiers)
+    yield from _catalog_check_results(warehouse, tiers, cities, table)
