@@ -4,6 +4,7 @@ and a warehouse holding data at an older revision upgrades keeping it.
 Runs on SQLite and on a fresh PostgreSQL schema (the `warehouse_url` fixture).
 """
 
+import json
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -305,3 +306,68 @@ def test_a_warehouse_holding_plans_at_0003_upgrades_in_place_to_structured_prici
         assert row.pricing_exact is None and row.annual_cost_typical is None
     finally:
         engine.dispose()
+
+
+def test_a_warehouse_at_0005_keeps_its_cities_and_learns_their_public_power(warehouse_url):
+    """0006 adds the public-power columns empty, keeping every city row; the next catalog run
+    fills them (Garland: its utility named, coverage partial, the table's estimate)."""
+    garland = next(c for c in load_catalog() if c.slug == "garland-tx")
+    engine = _engine(warehouse_url)
+    try:
+        with engine.begin() as conn:
+            migrate.command.upgrade(migrate.alembic_config(connection=conn), "0005")
+            _insert(
+                conn,
+                "cities",
+                [
+                    {
+                        "slug": garland.slug,
+                        "name": garland.name,
+                        "tier": garland.tier,
+                        "primary_tdsp_duns": garland.primary_tdsp_duns,
+                        "tdsp_duns": ";".join(garland.tdsp_duns),
+                        "zip_count": len(garland.zips),
+                        "in_catalog": True,
+                        "updated_at": NOW,
+                        "coverage": "full",  # what the catalog said before public power
+                        "competitive_zip_share": 1.0,
+                        "choosing_population": garland.population,
+                    }
+                ],
+            )
+        outcome = migrate.upgrade(engine)
+        assert (outcome.before, outcome.after) == ("0005", migrate.head_revision())
+        with engine.connect() as conn:
+            assert (
+                compare_metadata(MigrationContext.configure(conn, opts=VERSION_OPTS), metadata)
+                == []
+            )
+            row = conn.execute(sa.select(t.cities)).one()
+        assert (row.slug, row.coverage, row.choosing_population) == (
+            garland.slug,
+            "full",
+            garland.population,
+        )
+        assert row.public_power is None and row.competitive_share is None
+    finally:
+        engine.dispose()
+
+    resources = {
+        "warehouse": WarehouseResource(url=warehouse_url),
+        "comparepower": fast_client("http://127.0.0.1:9"),  # the catalog run calls no API
+        "city_catalog": CityCatalogResource(),
+    }
+    tier = (garland.tier, garland.tier)
+    assert materialize_catalog(resources, dg.DagsterInstance.ephemeral(), tier).success
+    with resources["warehouse"].begin() as conn:
+        row = conn.execute(sa.select(t.cities).where(t.cities.c.slug == garland.slug)).one()
+    assert row.coverage == "partial"
+    assert row.competitive_share == garland.competitive_share == 0.15
+    assert row.choosing_population == garland.choosing_population
+    (named,) = json.loads(row.public_power)
+    assert (named["id"], named["name"], named["kind"]) == (
+        "garland-power-and-light",
+        "Garland Power & Light",
+        "municipal",
+    )
+    assert named["source"].startswith("http")

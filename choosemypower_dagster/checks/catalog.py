@@ -45,6 +45,7 @@ class StoredCity:
     zips: tuple[CityZip, ...]
     coverage: str | None = None
     public_power: tuple[str, ...] = ()  # ids of the utilities the stored row names
+    competitive_share: float | None = None  # as stored: the ZIP share or the table's estimate
 
     @property
     def standard(self) -> list[CityZip]:
@@ -59,12 +60,27 @@ class StoredCity:
         """Competitive standard ZIPs / standard ZIPs (None without a standard ZIP)."""
         return len(self.competitive) / len(self.standard) if self.standard else None
 
+    @property
+    def choosing_share(self) -> float | None:
+        """The share of homes that can choose: the ZIP share, or where public power serves
+        the city the stored estimate (None: unknown)."""
+        return self.competitive_share if self.public_power else self.share
+
 
 def load_stored_cities(conn: sa.Connection, tiers: Iterable[str]) -> list[StoredCity]:
     """The catalog cities of `tiers` with their ZIPs, in two queries."""
     c, z = t.cities.c, t.city_zips.c
     rows = conn.execute(
-        sa.select(c.slug, c.name, c.tier, c.population, c.tdsp_duns, c.coverage, c.public_power)
+        sa.select(
+            c.slug,
+            c.name,
+            c.tier,
+            c.population,
+            c.tdsp_duns,
+            c.coverage,
+            c.public_power,
+            c.competitive_share,
+        )
         .where(c.in_catalog, c.tier.in_(list(tiers)))
         .order_by(c.tier, c.slug)
     ).all()
@@ -85,6 +101,7 @@ def load_stored_cities(conn: sa.Connection, tiers: Iterable[str]) -> list[Stored
             tuple(zips[row.slug]),
             row.coverage,
             tuple(u["id"] for u in json.loads(row.public_power or "[]")),
+            row.competitive_share,
         )
         for row in rows
     ]
@@ -139,16 +156,22 @@ def check_tdsps_from_standard_zips(cities: Sequence[StoredCity]) -> Outcome:
 
 
 def check_partial_coverage(cities: Sequence[StoredCity]) -> Outcome:
-    """Partially competitive cities with their shares; a tier1 city under half is flagged."""
-    partial = [c for c in cities if c.share is not None and c.share < 1]
+    """Partially competitive cities (some standard ZIPs without a TDSP, or public power in the
+    city) with their shares of homes that can choose; a tier1 city under half is flagged."""
+    partial = [c for c in cities if (c.share is not None and c.share < 1) or c.public_power]
     partial.sort(key=lambda c: (-(c.population or 0), c.slug))
-    low = [c for c in partial if c.tier == WARNED_TIER and (c.share or 0) < TIER1_MIN_SHARE]
+    low = [
+        c
+        for c in partial
+        if c.tier == WARNED_TIER and c.choosing_share is not None and c.choosing_share < 0.5
+    ]
     listed = [
         {
             "city": c.slug,
             "tier": c.tier,
-            "share": f"{c.share:.4f}",
+            "share": "unknown" if c.choosing_share is None else f"{c.choosing_share:.4f}",
             "competitive_zips": f"{len(c.competitive)}/{len(c.standard)}",
+            "public_power": ", ".join(c.public_power),
             "population": c.population,
         }
         for c in partial
@@ -156,16 +179,19 @@ def check_partial_coverage(cities: Sequence[StoredCity]) -> Outcome:
     metadata = {
         "cities_checked": len(cities),
         "partial_cities": len(partial),
-        "partial_shares": {c.slug: round(c.share or 0.0, 4) for c in partial},
+        "partial_shares": {
+            c.slug: None if c.choosing_share is None else round(c.choosing_share, 4)
+            for c in partial
+        },
         f"{WARNED_TIER}_under_half": [c.slug for c in low],
     }
     if partial:
         metadata["partial"] = rows_table(
-            listed, ["city", "tier", "share", "competitive_zips", "population"]
+            listed, ["city", "tier", "share", "competitive_zips", "public_power", "population"]
         )
     full = len(cities) - len(partial)
     if low:
-        names = ", ".join(f"{c.slug} ({c.share:.0%})" for c in low)
+        names = ", ".join(f"{c.slug} ({c.choosing_share:.0%})" for c in low)
         return Outcome(
             False,
             f"{len(low)} {WARNED_TIER} cities are under half competitive: {names}; "

@@ -87,9 +87,9 @@ CATALOG_CHECK_SPECS = [
         PARTIAL_COVERAGE,
         asset=TEXAS_CITIES,
         description=(
-            "Partially competitive cities (some standard ZIPs served by a municipal utility or "
-            "co-op) listed with their competitive ZIP shares; WARN when a tier1 city is under "
-            "half competitive." + _OF_THE_RUN
+            "Partially competitive cities (some standard ZIPs without a competitive TDSP, or a "
+            "public-power utility in the city) listed with their shares of homes that can "
+            "choose; WARN when a tier1 city is under half competitive." + _OF_THE_RUN
         ),
     ),
     dg.AssetCheckSpec(
