@@ -16,6 +16,7 @@ import pytest
 
 from choosemypower_dagster.catalog.cities import load_catalog
 from choosemypower_dagster.catalog.keys import city_keys
+from choosemypower_dagster.catalog.public_power import load_public_power
 from choosemypower_dagster.catalog.tdsps import load_tdsps
 from choosemypower_dagster.defs.assets.export import site_export
 from choosemypower_dagster.defs.assets.plans import refresh_city_plans
@@ -357,23 +358,27 @@ def test_default_and_configured_export_dirs(resources, tmp_path, monkeypatch):
 
 
 def test_the_export_says_where_plans_can_be_bought(resources, sandbox, export_dir):
-    """Coverage, ZIPs and per-TDSP figures in cities-tx.json; each plan file's home ZIPs and
-    needsZip; zip-tdsp-tx.json for every ZIP of a listed city. On the packaged catalog:
-    Austin is partial and 78718 gives it nothing, Pearland's figures are per TDSP, The
-    Woodlands has its own page."""
+    """Coverage, public power, ZIPs and per-TDSP figures in cities-tx.json; each plan file's
+    home ZIPs, needsZip and needsAddress; zip-tdsp-tx.json for every ZIP of a listed city.
+    On the packaged catalog: Garland, Austin and Brownsville name their city utility and ask
+    for the address; Austin's PO box 78718 gives it nothing; Pearland's figures are per
+    TDSP; Houston, Dallas and Fort Worth stay full; The Woodlands has its own page."""
     defs = definitions(resources)
     instance = dg.DagsterInstance.ephemeral()
     load_catalog_run(defs, instance)
     keys = city_keys()
-    window = keys[keys.index("austin-tx") : keys.index("pearland-tx") + 1]
-    assert city_run(defs, instance, window[0], window[-1]).success
+    windows = [("pearland-tx", "garland-tx"), ("austin-tx", "brownsville-tx")]
+    assert all(keys.index(start) < keys.index(end) for start, end in windows)
+    for start, end in windows:
+        assert city_run(defs, instance, start, end).success
     files = {p.name: json.loads(p.read_bytes()) for p in export_dir.glob("*.json")}
     catalog = {c.slug: c for c in load_catalog()}
+    table = {(r.utility_id, r.city_page): r for r in load_public_power() if r.in_rule}
     cities = {c["slug"]: c for c in files["cities-tx.json"]["cities"]}
     index = files["zip-tdsp-tx.json"]["zips"]
     types = {"S": "standard", "P": "po_box", "U": "unique", "M": "military"}
 
-    # every city: its ZIPs as the catalog has them, coverage, share, needsZip
+    # every city: its ZIPs as the catalog has them, coverage, shares, public power, asks
     for slug, city in catalog.items():
         entry = cities[slug]
         assert entry["zips"] == [
@@ -384,11 +389,22 @@ def test_the_export_says_where_plans_can_be_bought(resources, sandbox, export_di
             city.choosing_population,
         )
         assert entry["competitiveZipShare"] == round(city.competitive_zip_share, 4)
-        assert entry["needsZip"] == (len(city.tdsp_duns) > 1)
+        assert entry["competitiveShare"] == city.competitive_share
+        utilities = [table[(u, slug)].as_site() for u in city.public_power]
+        assert entry["publicPower"] == utilities
+        assert (entry["competitiveShareNote"] is None) == (not utilities)
+        assert entry["needsZip"] == (city.coverage == "partial" or len(city.tdsp_duns) > 1)
+        two_tdsp_zip = any(len(z.tdsp_duns) > 1 for z in city.standard_zips)
+        assert entry["needsAddress"] == (bool(utilities) or two_tdsp_zip)
+        assert entry["figuresApplyTo"] == (
+            "all ZIPs" if city.coverage == "full" else "competitive ZIPs"
+        )
         assert entry["primaryTdspDuns"] == (city.primary_tdsp_duns or None)
         assert [s["tdspDuns"] for s in entry["tdspSummaries"]] == list(city.tdsp_duns)
+        if city.public_power:
+            assert city.coverage == "partial", slug  # public power is never full
 
-    # the ZIP index: every ZIP of a listed city, its TDSPs and pages
+    # the ZIP index: every ZIP of a listed city, its TDSPs, pages and their public power
     pages: dict[str, list[str]] = {}
     for city in catalog.values():
         for z in city.zips:
@@ -398,19 +414,66 @@ def test_the_export_says_where_plans_can_be_bought(resources, sandbox, export_di
     assert {z: sorted(item["cities"]) for z, item in index.items()} == {
         z: sorted(slugs) for z, slugs in pages.items()
     }
+    for zip_code, item in index.items():
+        named = {u["name"] for slug in item["cities"] for u in cities[slug]["publicPower"]}
+        assert {u["name"] for u in item["publicPower"]} == named, zip_code
+        competitive_home = item["type"] == "standard" and bool(item["tdspDuns"])
+        asks = competitive_home and (len(item["tdspDuns"]) > 1 or bool(named))
+        assert item["needsAddress"] == asks, zip_code
 
-    # Austin: partial, and its PO box 78718 gives it no TDSP
+    # Garland: Oncor in every ZIP, yet Garland Power & Light serves about 85% of it
+    garland = cities["garland-tx"]
+    assert garland["coverage"] == "partial" and garland["competitiveZipShare"] == 1.0
+    assert [u["name"] for u in garland["publicPower"]] == ["Garland Power & Light"]
+    assert garland["publicPower"][0]["kind"] == "municipal"
+    assert garland["competitiveShare"] == 0.15 and garland["tier"] == "tier1"
+    assert garland["needsZip"] is True and garland["needsAddress"] is True
+    assert garland["figuresApplyTo"] == "competitive ZIPs"
+    assert index["75040"]["publicPower"] == [{"name": "Garland Power & Light", "kind": "municipal"}]
+    assert index["75040"]["needsAddress"] is True
+    garland_plans = files["plans-garland-tx.json"]
+    assert garland_plans["needsZip"] is True and garland_plans["needsAddress"] is True
+
+    # Denton, Brownsville, Georgetown: their city utility, share unknown, never full
+    for slug, name in [
+        ("denton-tx", "Denton Municipal Electric"),
+        ("brownsville-tx", "Brownsville PUB"),
+        ("georgetown-tx", "Georgetown Utility Systems"),
+    ]:
+        entry = cities[slug]
+        assert entry["coverage"] == "partial" and entry["needsAddress"], slug
+        assert name in {u["name"] for u in entry["publicPower"]}, slug
+        assert entry["competitiveShare"] is None and entry["choosingPopulation"] is None
+
+    # Austin: partial, its utility named, and its PO box 78718 gives it nothing
     austin = cities["austin-tx"]
     assert austin["coverage"] == "partial" and austin["competitiveZipShare"] < 0.5
-    assert index["78718"] == {"type": "po_box", "tdspDuns": [], "cities": ["austin-tx"]}
+    assert austin["needsZip"] is True and austin["needsAddress"] is True
+    assert [u["name"] for u in austin["publicPower"]] == ["Austin Energy"]
+    assert index["78718"] == {
+        "type": "po_box",
+        "tdspDuns": [],
+        "cities": ["austin-tx"],
+        "publicPower": [{"name": "Austin Energy", "kind": "municipal"}],
+        "needsAddress": False,
+    }
     muni = [z for z in austin["zips"] if z["type"] == "standard" and not z["tdspDuns"]]
     assert muni and all(index[z["zip"]]["tdspDuns"] == [] for z in muni)
+    assert not any(index[z["zip"]]["needsAddress"] for z in muni)  # nothing there to buy
     austin_plans = files["plans-austin-tx.json"]
-    assert austin_plans["needsZip"] is False
+    assert austin_plans["needsZip"] is True and austin_plans["needsAddress"] is True
     assert austin_plans["zipTdsps"] == {
         z.zip: list(z.tdsp_duns) for z in catalog["austin-tx"].standard_zips
     }
     assert "78718" not in austin_plans["zipTdsps"]  # a PO box is nobody's home
+
+    # Amarillo and Conroe ask for the ZIP; Houston, Dallas and Fort Worth stay full
+    for slug in ("amarillo-tx", "conroe-tx"):
+        assert cities[slug]["needsZip"] is True and cities[slug]["publicPower"], slug
+    for slug in ("houston-tx", "dallas-tx", "fort-worth-tx"):
+        entry = cities[slug]
+        assert (entry["coverage"], entry["publicPower"], entry["needsZip"]) == ("full", [], False)
+        assert entry["competitiveShare"] == 1.0 and entry["competitiveShareNote"] is None
 
     # Pearland: two TDSPs, so every cheapest figure is per TDSP and the site asks for the ZIP
     pearland, plans = cities["pearland-tx"], files["plans-pearland-tx.json"]
@@ -429,17 +492,29 @@ def test_the_export_says_where_plans_can_be_bought(resources, sandbox, export_di
     mins = [s["cheapestRate1000Kwh"] for s in pearland["tdspSummaries"]]
     assert mins[0] != mins[1]
 
-    # a single-TDSP city: its one TDSP summary is the city's own figures
+    # a single-TDSP partial city keeps its own figures: they are for its competitive ZIPs
     (only,) = austin["tdspSummaries"]
-    assert only["planCount"] == austin["planCount"]
+    assert only["planCount"] == austin["planCount"] > 0
     assert only["cheapestRate1000Kwh"] == austin["cheapestRate1000Kwh"]
     assert only["cheapestPlanByTerm"] == austin["cheapestPlanByTerm"]
 
     # The Woodlands: its own page, population and ZIPs (shared with Spring)
     woodlands, spring = cities["the-woodlands-tx"], cities["spring-tx"]
-    assert woodlands["name"] == "The Woodlands" and woodlands["tier"] == "tier1"
+    assert woodlands["name"] == "The Woodlands"
     assert woodlands["population"] != spring["population"]
     assert {"the-woodlands-tx", "spring-tx"} <= set(index["77380"]["cities"])
 
     # cities never refreshed are listed with their ZIPs but no plan file
     assert woodlands["plansFile"] is None and woodlands["zips"]
+
+    # the build summary counts cities by coverage and the people who can choose
+    summary = files["build-summary.json"]
+    assert summary["coverage"] == {
+        "full": sum(c.coverage == "full" for c in catalog.values()),
+        "partial": sum(c.coverage == "partial" for c in catalog.values()),
+        "publicPower": sum(bool(c.public_power) for c in catalog.values()),
+        "needsAddress": sum(c["needsAddress"] for c in cities.values()),
+    }
+    people = summary["peopleWhoCanChoose"]
+    assert people["known"] == sum(c.choosing_population or 0 for c in catalog.values())
+    assert people["citiesUnknown"] == sum(c.choosing_population is None for c in catalog.values())
