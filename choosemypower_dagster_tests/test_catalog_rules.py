@@ -26,6 +26,7 @@ from choosemypower_dagster.catalog.cities import (
     load_exceptions,
 )
 from choosemypower_dagster.catalog.public_power import COLUMNS as PUBLIC_POWER_COLUMNS
+from choosemypower_dagster.catalog.public_power import PublicPowerError, load_public_power
 from choosemypower_dagster.catalog.tdsps import load_tdsps
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -399,3 +400,114 @@ def test_a_sixth_tdsp_is_one_row_plus_its_zip_rows(script: ModuleType, tmp_path:
     # the packaged TDSP table does not know the sixth TDSP: the loader says so
     with pytest.raises(CatalogError, match=rf"field 'tdsp_duns': unknown DUNS '{sixth}'"):
         load_catalog(cities_out)
+
+
+# --------------------------------------------------------------------------- public power
+
+
+def public_power_row(page: str, **kw: str) -> dict[str, str]:
+    return {
+        "utility_id": kw.get("utility_id", "town-power"),
+        "utility": kw.get("utility", "Town Power & Light"),
+        "kind": kw.get("kind", "municipal"),
+        "place": kw.get("place", "Town"),
+        "city_page": page,
+        "status": kw.get("status", "applied"),
+        "confidence": kw.get("confidence", "high"),
+        "competitive_share": kw.get("competitive_share", ""),
+        "source": "https://town.example/electric",
+        "note": kw.get("note", ""),
+    }
+
+
+def test_public_power_makes_a_page_partial_with_a_sourced_or_unknown_share(
+    script: ModuleType, duns: list[str], tmp_path: Path
+) -> None:
+    """Three fully competitive towns by their ZIPs: one served by a city utility whose source
+    gives no share, one whose source says 80% (0.2 can choose), one not in the table."""
+    t1 = duns[0]
+    zips = [
+        zip_info(script, "50001", "Muni", 30.0, -97.0),
+        zip_info(script, "50002", "Estimate", 31.0, -97.0),
+        zip_info(script, "50003", "Plain", 32.0, -97.0),
+    ]
+    census = {
+        "muni": [place(script, "Muni", 9000, 30.0, -97.0)],
+        "estimate": [place(script, "Estimate", 5001, 31.0, -97.0)],
+        "plain": [place(script, "Plain", 1500, 32.0, -97.0)],
+    }
+    pages = build(script, zips, {z.zip_code: [t1] for z in zips}, census=census)
+    table_path = write_public_power(
+        tmp_path / "public_power.csv",
+        [
+            public_power_row("muni-tx"),
+            public_power_row(
+                "estimate-tx", utility_id="estimate-co-op", kind="cooperative", place="Estimate"
+            )
+            | {"competitive_share": "0.2"},
+            public_power_row("", utility_id="far-muni", place="Far", note="no competitive ZIP"),
+            public_power_row("plain-tx", utility_id="maybe", status="unsure", confidence="low"),
+        ],
+    )
+    table = load_public_power(table_path)
+    served = {c.slug: c for c in script.apply_public_power(list(pages.values()), table)}
+    muni, estimate, plain = served["muni-tx"], served["estimate-tx"], served["plain-tx"]
+    assert (muni.coverage, muni.public_power, muni.competitive_share) == (
+        "partial",
+        ("town-power",),
+        "",
+    )
+    assert muni.choosing_population is None and muni.choosing_upper_bound == 9000
+    assert (estimate.coverage, estimate.competitive_share) == ("partial", "0.2000")
+    assert estimate.choosing_population == 1000  # 5001 x 0.2 = 1000.2
+    assert (plain.coverage, plain.public_power, plain.choosing_population) == ("full", (), 1500)
+    # ranking: known choosers first (Plain 1500, Estimate 1000), then the unknown
+    tiered = script.assign_tiers(list(served.values()))
+    assert [c.slug for _, c in tiered] == ["plain-tx", "estimate-tx", "muni-tx"]
+
+    # written and read back: the loader agrees with every field, against the table beside it
+    catalog = tmp_path / "cities.csv"
+    script.write_csv(catalog, script.CITY_COLUMNS, (script.city_row(t, c) for t, c in tiered))
+    tdsps = tmp_path / "tdsps.csv"
+    header = ["duns", "code", "name", "short_name", "abbreviation", "service_region", "website"]
+    with tdsps.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle, lineterminator="\n").writerows(
+            [header, [t1, "T1", "T", "T", "T", "", ""]]
+        )
+    loaded = {c.slug: c for c in load_catalog(catalog, tdsps_path=tdsps)}
+    assert loaded["muni-tx"].public_power == ("town-power",)
+    assert loaded["muni-tx"].competitive_share is None
+    assert loaded["estimate-tx"].competitive_share == 0.2
+    assert loaded["estimate-tx"].choosing_population == 1000
+    assert loaded["plain-tx"].competitive_share == 1.0
+
+    # the loader refuses a page naming a utility the table does not give it, or claiming full
+    text = catalog.read_text(encoding="utf-8")
+    forged = text.replace(",1.0000,1.0000,1500,,", ",1.0000,1.0000,1500,town-power,")
+    assert forged != text
+    catalog.write_text(forged, encoding="utf-8")
+    with pytest.raises(CatalogError, match="no applied row of the public-power table gives"):
+        load_catalog(catalog, tdsps_path=tdsps)
+    catalog.write_text(text.replace("partial,1.0000,,", "full,1.0000,,"), encoding="utf-8")
+    with pytest.raises(CatalogError, match=r"field 'coverage': 'full'.*public power serves it"):
+        load_catalog(catalog, tdsps_path=tdsps)
+
+
+def test_a_public_power_row_naming_no_built_page_fails_the_build(
+    script: ModuleType, duns: list[str], tmp_path: Path
+) -> None:
+    pages = build(script, [zip_info(script, "50011", "Only", 30.0, -97.0)], {"50011": [duns[0]]})
+    table = load_public_power(
+        write_public_power(tmp_path / "pp.csv", [public_power_row("atlantis-tx")])
+    )
+    with pytest.raises(script.BuildError, match="no catalog page atlantis-tx"):
+        script.apply_public_power(list(pages.values()), table)
+    # a low-confidence row cannot be applied, and a row without a page must say why
+    bad = write_public_power(
+        tmp_path / "bad.csv",
+        [public_power_row("only-tx", confidence="low"), public_power_row("", place="Nowhere")],
+    )
+    with pytest.raises(PublicPowerError) as caught:
+        load_public_power(bad)
+    assert "row 2: field 'status': a low-confidence row cannot be applied" in str(caught.value)
+    assert "row 3: field 'note': a row with no city page must say why" in str(caught.value)
