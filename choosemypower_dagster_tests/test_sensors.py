@@ -16,6 +16,7 @@ import pytest
 
 from choosemypower_dagster.catalog.cities import (
     choosing_population,
+    competitive_share,
     load_catalog,
     packaged_catalog_path,
     share_counts,
@@ -232,7 +233,9 @@ def _edit_first_row_of(path: Path, tier: str) -> str:
     row = next(r for r in rows if r["slug"] == city.slug)
     population = (city.population or 0) + 1
     row["population"] = str(population)
-    row["choosing_population"] = str(choosing_population(population, *share_counts(city.zips)))
+    assert not city.public_power  # its share is the ZIPs'
+    share = competitive_share(*share_counts(city.zips))
+    row["choosing_population"] = str(choosing_population(population, share))
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
