@@ -35,7 +35,6 @@ the packaged file is one that was applied.
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from collections import Counter
@@ -52,6 +51,7 @@ from choosemypower_dagster.catalog.public_power import (
     public_power_beside,
     serving_by_page,
 )
+from choosemypower_dagster.catalog.table_file import raise_problems, read_rows
 from choosemypower_dagster.catalog.tdsps import read_tdsps, tdsps_by_duns
 from choosemypower_dagster.catalog.tiers import TIERS
 from choosemypower_dagster.settings import CITY_CATALOG
@@ -84,7 +84,6 @@ SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 ZIP_RE = re.compile(r"^\d{5}$")
 DUNS_RE = re.compile(r"^\d{9}(?:\d{4})?$")
 SHARE_RE = re.compile(r"^[01]\.\d{4}$")
-MAX_REPORTED_ERRORS = 20
 
 
 class CatalogError(ValueError):
@@ -448,14 +447,6 @@ def _known_duns(tdsps_path: Path | str | None) -> set[str]:
         raise CatalogError(f"{tdsps_path}: cannot read the TDSP table ({exc})") from exc
 
 
-def _raise_problems(what: str, problems: list[str]) -> None:
-    if problems:
-        shown = problems[:MAX_REPORTED_ERRORS]
-        more = len(problems) - len(shown)
-        tail = f"\n... and {more} more problem(s)" if more else ""
-        raise CatalogError(f"{what} has {len(problems)} problem(s):\n" + "\n".join(shown) + tail)
-
-
 def public_power_path(catalog: Path | str) -> Path:
     """The public-power table of a catalog: the `public_power.csv` beside it, else the
     packaged one (a copy of the packaged catalog elsewhere names the packaged utilities)."""
@@ -477,30 +468,21 @@ def load_catalog(
         known_public_power = serving_by_page(load_public_power(public_power_path(path)))
     except ValueError as exc:
         raise CatalogError(str(exc)) from exc
-    try:
-        handle = path.open(newline="", encoding="utf-8")
-    except OSError as exc:
-        raise CatalogError(f"{path}: cannot read the city catalog ({exc.strerror})") from exc
     cities: list[City] = []
     problems: list[str] = []
     seen: dict[str, int] = {}
-    with handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise CatalogError(f"{path}: header lacks column(s) {', '.join(missing)}")
-        for line_no, row in enumerate(reader, start=2):
-            city, errors = _parse_row(row, known_duns, known_public_power)
-            label = f"{path}: row {line_no} (slug {row.get('slug')!r})"
-            problems.extend(f"{label}: {e}" for e in errors)
-            if city is None:
-                continue
-            if city.slug in seen:
-                problems.append(f"{label}: field 'slug': duplicate of row {seen[city.slug]}")
-                continue
-            seen[city.slug] = line_no
-            cities.append(city)
-    _raise_problems("city catalog", problems)
+    for line_no, row in read_rows(path, COLUMNS, "city catalog", CatalogError):
+        city, errors = _parse_row(row, known_duns, known_public_power)
+        label = f"{path}: row {line_no} (slug {row.get('slug')!r})"
+        problems.extend(f"{label}: {e}" for e in errors)
+        if city is None:
+            continue
+        if city.slug in seen:
+            problems.append(f"{label}: field 'slug': duplicate of row {seen[city.slug]}")
+            continue
+        seen[city.slug] = line_no
+        cities.append(city)
+    raise_problems("city catalog", problems, CatalogError)
     return cities
 
 
@@ -544,29 +526,20 @@ def load_exceptions(
     duns = set(known_duns) if known_duns is not None else None
     if duns is None and packaged:
         duns = set(tdsps_by_duns())
-    try:
-        handle = path.open(newline="", encoding="utf-8")
-    except OSError as exc:
-        raise CatalogError(f"{path}: cannot read the catalog exceptions ({exc.strerror})") from exc
     rows: list[CatalogExceptionRow] = []
     problems: list[str] = []
     seen: dict[tuple[str, ...], int] = {}
-    with handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in EXCEPTION_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise CatalogError(f"{path}: header lacks column(s) {', '.join(missing)}")
-        for line_no, row in enumerate(reader, start=2):
-            errors = _parse_exception(row, duns)
-            problems.extend(f"{path}: row {line_no}: {e}" for e in errors)
-            if errors:
-                continue
-            item = CatalogExceptionRow(**{c: (row[c] or "").strip() for c in EXCEPTION_COLUMNS})
-            key = (item.zip, item.tdsp_duns, item.city_slug, item.action)
-            if key in seen:
-                problems.append(f"{path}: row {line_no}: duplicate of row {seen[key]}")
-                continue
-            seen[key] = line_no
-            rows.append(item)
-    _raise_problems("catalog exceptions", problems)
+    for line_no, row in read_rows(path, EXCEPTION_COLUMNS, "catalog exceptions", CatalogError):
+        errors = _parse_exception(row, duns)
+        problems.extend(f"{path}: row {line_no}: {e}" for e in errors)
+        if errors:
+            continue
+        item = CatalogExceptionRow(**{c: (row[c] or "").strip() for c in EXCEPTION_COLUMNS})
+        key = (item.zip, item.tdsp_duns, item.city_slug, item.action)
+        if key in seen:
+            problems.append(f"{path}: row {line_no}: duplicate of row {seen[key]}")
+            continue
+        seen[key] = line_no
+        rows.append(item)
+    raise_problems("catalog exceptions", problems, CatalogError)
     return tuple(rows)

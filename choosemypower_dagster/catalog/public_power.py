@@ -25,13 +25,14 @@ not add up to anything a source said).
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from importlib import resources
 from pathlib import Path
+
+from choosemypower_dagster.catalog.table_file import raise_problems, read_rows
 
 COLUMNS = (
     "utility_id",
@@ -139,44 +140,32 @@ def load_public_power(path: Path | str | None = None) -> tuple[PublicPowerRow, .
     """Every row of the table (default the packaged one), validated; raises
     `PublicPowerError` listing each bad row and field."""
     path = Path(path) if path else packaged_public_power_path()
-    try:
-        handle = path.open(newline="", encoding="utf-8")
-    except OSError as exc:
-        raise PublicPowerError(f"{path}: cannot read the public-power table ({exc})") from exc
     rows: list[PublicPowerRow] = []
     problems: list[str] = []
     seen: dict[tuple[str, str], int] = {}
     names: dict[str, tuple[str, str]] = {}
-    with handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise PublicPowerError(f"{path}: header lacks column(s) {', '.join(missing)}")
-        for line_no, raw in enumerate(reader, start=2):
-            parsed, errors = _parse(raw)
-            label = f"{path}: row {line_no}"
-            problems.extend(f"{label}: {e}" for e in errors)
-            if parsed is None:
-                continue
-            key = (parsed.utility_id, parsed.place.lower())
-            if key in seen:
-                problems.append(f"{label}: field 'place': duplicate of row {seen[key]}")
-                continue
-            if names.setdefault(parsed.utility_id, (parsed.name, parsed.kind)) != (
-                parsed.name,
-                parsed.kind,
-            ):
-                problems.append(
-                    f"{label}: field 'utility': {parsed.utility_id!r} has another name or kind "
-                    "in an earlier row"
-                )
-                continue
-            seen[key] = line_no
-            rows.append(parsed)
-    if problems:
-        raise PublicPowerError(
-            f"public-power table has {len(problems)} problem(s):\n" + "\n".join(problems[:20])
-        )
+    for line_no, raw in read_rows(path, COLUMNS, "public-power table", PublicPowerError):
+        parsed, errors = _parse(raw)
+        label = f"{path}: row {line_no}"
+        problems.extend(f"{label}: {e}" for e in errors)
+        if parsed is None:
+            continue
+        key = (parsed.utility_id, parsed.place.lower())
+        if key in seen:
+            problems.append(f"{label}: field 'place': duplicate of row {seen[key]}")
+            continue
+        if names.setdefault(parsed.utility_id, (parsed.name, parsed.kind)) != (
+            parsed.name,
+            parsed.kind,
+        ):
+            problems.append(
+                f"{label}: field 'utility': {parsed.utility_id!r} has another name or kind "
+                "in an earlier row"
+            )
+            continue
+        seen[key] = line_no
+        rows.append(parsed)
+    raise_problems("public-power table", problems, PublicPowerError)
     return tuple(rows)
 
 
