@@ -18,6 +18,8 @@ from types import ModuleType
 
 import pytest
 
+from choosemypower_dagster.catalog.keys import city_keys
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = PROJECT_ROOT / "scripts" / "build_city_catalog.py"
 REFERENCE_DIR = PROJECT_ROOT.parent / "shared" / "reference"
@@ -162,7 +164,43 @@ def test_tiers_are_sized_and_contiguous(rows: list[dict[str, str]]) -> None:
         bound = int(row["population"] or 0) * float(row["competitive_zip_share"])
         return (True, -round(bound), row["slug"])
 
-    assert [rank(row) for row in rows] == sorted(rank(row) for row in rows)
+    # a tier holds the next cities by rank; inside it they are grouped by their TDSPs and
+    # keep their rank order within a group
+    ranked = sorted(rows, key=rank)
+    start = 0
+    for tier, size in (("tier1", 200), ("tier2", 300), ("tier3", len(rows) - 500)):
+        members = [row for row in rows if row["tier"] == tier]
+        assert {r["slug"] for r in members} == {r["slug"] for r in ranked[start : start + size]}
+        start += size
+        by_group: dict[str, list[dict[str, str]]] = {}
+        for row in members:
+            by_group.setdefault(row["tdsp_duns"], []).append(row)
+        for group in by_group.values():
+            assert [rank(r) for r in group] == sorted(rank(r) for r in group)
+        seen = [row["tdsp_duns"] for row in members]
+        runs = [group for i, group in enumerate(seen) if i == 0 or seen[i - 1] != group]
+        assert len(runs) == len(set(runs)), f"{tier}: a TDSP group is split"
+
+
+def test_every_tdsp_is_at_most_two_key_ranges_per_tier(rows: list[dict[str, str]]) -> None:
+    """The failure unit is the TDSP: backfilling one TDSP's failed cities is at most two runs
+    per tier (Dagster makes one per contiguous range of keys), CenterPoint's one."""
+    keys = city_keys()
+    assert keys == [row["slug"] for row in rows]
+    by_slug = {row["slug"]: row for row in rows}
+    centerpoint = next(r["duns"] for r in read_rows(TDSP_CSV) if "CenterPoint" in r["name"])
+    for tier in ("tier1", "tier2", "tier3"):
+        served = [
+            set(by_slug[slug]["tdsp_duns"].split(";"))
+            for slug in keys
+            if by_slug[slug]["tier"] == tier
+        ]
+        for duns in OFFICIAL_DUNS:
+            inside = [duns in tdsps for tdsps in served]
+            ranges = sum(1 for i, hit in enumerate(inside) if hit and (i == 0 or not inside[i - 1]))
+            assert ranges <= 2, (tier, duns, ranges)
+            if duns == centerpoint:
+                assert ranges <= 1, (tier, ranges)
 
 
 def test_every_duns_is_official(rows: list[dict[str, str]]) -> None:

@@ -177,15 +177,27 @@ def test_the_retry_sensor_makes_one_run_per_tier_without_the_export(
     instance = dg.DagsterInstance.ephemeral()
     assert materialize_catalog(resources, instance, ("tier1", "tier2")).success
     tier1, tier2 = city_keys_by_tier()["tier1"], city_keys_by_tier()["tier2"]
-    keys = tier1[-20:] + tier2[:20]
     by_slug = {c.slug: c for c in load_catalog()}
-    duns = next(
-        d
-        for d in sorted({d for k in keys for d in by_slug[k].tdsp_duns})
-        if any(d in by_slug[k].tdsp_duns for k in tier1[-20:])
-        and any(d in by_slug[k].tdsp_duns for k in tier2[:20])
-        and not all(d in by_slug[k].tdsp_duns for k in keys)
-    )
+
+    def scattered(end: list[str], start: list[str]) -> str | None:
+        """A TDSP serving some (not all) of the window's cities in both tiers."""
+        window = end + start
+        return next(
+            (
+                d
+                for d in sorted({d for k in window for d in by_slug[k].tdsp_duns})
+                if any(d in by_slug[k].tdsp_duns for k in end)
+                and any(d in by_slug[k].tdsp_duns for k in start)
+                and not all(d in by_slug[k].tdsp_duns for k in window)
+            ),
+            None,
+        )
+
+    # the smallest window around the tier boundary (tiers are grouped by TDSP inside)
+    size = next(n for n in (20, 40, 60, 80, 120, 160) if scattered(tier1[-n:], tier2[:n]))
+    keys = tier1[-size:] + tier2[:size]
+    duns = scattered(tier1[-size:], tier2[:size])
+    assert duns is not None
     sandbox.configure(fail_tdsps=[duns])
     assert not materialize_cities(resources, instance, keys[0], keys[-1], force=True).success
     failed = [k for k in keys if duns in by_slug[k].tdsp_duns]

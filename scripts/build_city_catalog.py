@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import math
 import re
 from collections import Counter, defaultdict
@@ -681,15 +682,74 @@ def rank_key(city: City) -> tuple[bool, int, str]:
     return (False, -choosing, city.slug)
 
 
+def ranges_of(groups: Sequence[frozenset[str]]) -> Counter[str]:
+    """How many contiguous runs of `groups` each TDSP appears in."""
+    runs: Counter[str] = Counter()
+    previous: frozenset[str] = frozenset()
+    for group in groups:
+        runs.update(group - previous)
+        previous = group
+    return runs
+
+
+def _order_score(
+    order: Sequence[frozenset[str]], tiers: Sequence[set[frozenset[str]]]
+) -> tuple[int, int]:
+    """(most ranges of any TDSP in any tier, ranges in all) when each tier follows `order`."""
+    per_tier = [ranges_of([g for g in order if g in present]) for present in tiers]
+    return (
+        max((n for runs in per_tier for n in runs.values()), default=0),
+        sum(sum(runs.values()) for runs in per_tier),
+    )
+
+
+def tdsp_group_order(tiers: Sequence[set[frozenset[str]]]) -> list[frozenset[str]]:
+    """An order of the sets of TDSPs serving a city (`tiers`: the sets present in each tier)
+    that keeps each TDSP's cities of a tier in as few contiguous key ranges as it can (fewest
+    for the worst TDSP, then in all).
+
+    The failure unit is the TDSP: when one is down, its cities are the ones to backfill, and
+    Dagster makes one run per contiguous range of failed keys. The TDSPs are laid in a line,
+    each two-TDSP group between its two TDSPs (TNC | ONC+TNC | ONC | ONC+TNMP | TNMP ...); a
+    group that fits no such place goes where it adds the fewest ranges. Every line of TDSPs
+    is tried (there are few); ties go to the order of the sorted DUNS.
+    """
+    wanted = set().union(*tiers) if tiers else set()
+    tdsps = sorted({d for group in wanted for d in group})
+    best: tuple[tuple[int, int], list[frozenset[str]]] | None = None
+    for line in itertools.permutations(tdsps):
+        order: list[frozenset[str]] = []
+        for i, duns in enumerate(line):
+            order.append(frozenset({duns}))
+            if i + 1 < len(line):
+                order.append(frozenset({duns, line[i + 1]}))
+        order = [g for g in order if g in wanted]
+        for group in sorted(wanted - set(order), key=lambda g: (len(g), sorted(g))):
+            spots = [order[:i] + [group] + order[i:] for i in range(len(order) + 1)]
+            order = min(spots, key=lambda spot: _order_score(spot, tiers))
+        score = _order_score(order, tiers)
+        if best is None or score < best[0]:
+            best = (score, order)
+    return best[1] if best else []
+
+
 def assign_tiers(cities: Sequence[City]) -> list[tuple[str, City]]:
-    """Rank cities and label them tier1 (top 200), tier2 (next 300), tier3 (rest)."""
+    """Rank cities and label them tier1 (top 200), tier2 (next 300), tier3 (rest); inside a
+    tier, cities follow `tdsp_group_order` of their TDSPs, then their rank."""
     ranked = sorted(cities, key=rank_key)
-    tiered: list[tuple[str, City]] = []
+    members: list[tuple[str, list[City]]] = []
     start = 0
     for tier, size in TIER_SIZES:
         end = len(ranked) if size is None else start + size
-        tiered.extend((tier, city) for city in ranked[start:end])
+        members.append((tier, ranked[start:end]))
         start = end
+    order = tdsp_group_order([{frozenset(c.duns) for c in of_tier} for _, of_tier in members])
+    position = {group: i for i, group in enumerate(order)}
+    tiered: list[tuple[str, City]] = []
+    for tier, of_tier in members:
+        # a stable sort: within a group the cities keep their rank order
+        of_tier.sort(key=lambda c: position[frozenset(c.duns)])
+        tiered.extend((tier, city) for city in of_tier)
     return tiered
 
 
