@@ -12,7 +12,10 @@ from typing import Any
 
 import pytest
 
+from choosemypower_dagster.catalog.cities import load_catalog
 from choosemypower_dagster.catalog.keys import city_keys, city_keys_by_tier
+from choosemypower_dagster.catalog.tdsps import tdsps_by_duns
+from choosemypower_dagster.defs.metadata import figure_label
 from choosemypower_dagster.sandbox import SandboxServer
 from choosemypower_dagster_tests.test_webserver import (
     PROJECT_ROOT,
@@ -25,6 +28,13 @@ from choosemypower_dagster_tests.test_webserver import (
 )
 
 REFRESHED = 3  # the first tier1 cities
+
+
+def tdsp_label(slug: str) -> str:
+    """How the UI's plotted figures name the first TDSP of a city (`plans_<label>`)."""
+    (city,) = [c for c in load_catalog() if c.slug == slug]
+    return figure_label(tdsps_by_duns()[city.tdsp_duns[0]].abbreviation)
+
 
 RUN_HEALTH_CHECKS = (
     "import dagster as dg\n"
@@ -142,7 +152,9 @@ def test_checks_plots_and_schemas_read_back_over_graphql(
         assert plotted["refresh_cities_failed"] == 0
         assert plotted["refresh_api_calls"] >= 1 and plotted["refresh_cache_hits"] == 0
         assert plotted["refresh_seconds"] > 0
-        assert plotted["plans_oncor"] > 0 and 1 < plotted["median_rate_1000_cents_oncor"] < 60
+        label = tdsp_label(city_keys()[0])  # a TDSP of the first refreshed city
+        assert plotted[f"plans_{label}"] > 0
+        assert 1 < plotted[f"median_rate_1000_cents_{label}"] < 60
         assert plotted["dagster/row_count"] == len(tiers["tier1"])  # the catalog of its tier
 
         for path, table, column in [

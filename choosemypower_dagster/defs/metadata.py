@@ -73,6 +73,11 @@ def row_counts(rows: int | None = None, partition_rows: int | None = None) -> di
 RUN_FIGURES = ("cities_refreshed", "cities_failed", "api_calls", "cache_hits", "seconds")
 
 
+def figure_label(abbreviation: str) -> str:
+    """A TDSP's abbreviation as the plotted figures name it (`AEP TNC` -> `aep_tnc`)."""
+    return re.sub(r"[^a-z0-9]+", "_", abbreviation.lower()).strip("_")
+
+
 def health_metadata(
     run_figures: Mapping[str, Any],
     per_tdsp: Mapping[str, TdspPlanFigures],
@@ -85,7 +90,7 @@ def health_metadata(
         f"refresh_{name}": run_figures[name] for name in RUN_FIGURES if name in run_figures
     }
     for duns, tdsp in per_tdsp.items():
-        label = re.sub(r"[^a-z0-9]+", "_", abbreviations.get(duns, duns).lower()).strip("_")
+        label = figure_label(abbreviations.get(duns, duns))
         figures[f"plans_{label}"] = tdsp.plan_count
         median = cents(tdsp.median_rate_1000)
         if median is not None:
