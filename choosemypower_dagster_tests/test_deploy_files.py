@@ -4,6 +4,7 @@ Nothing is built or deployed here (no container engine on CI); the files are par
 """
 
 import importlib
+import re
 import shlex
 import tomllib
 from pathlib import Path
@@ -23,6 +24,11 @@ def _dagster_tool() -> dict:
     return tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["dagster"]
 
 
+def code_location_name() -> str:
+    """The code location's name, stated once: pyproject.toml's [tool.dagster]."""
+    return _dagster_tool()["code_location_name"]
+
+
 def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) pairs, with continuation lines joined and comments dropped."""
     instructions: list[tuple[str, str]] = []
@@ -39,6 +45,17 @@ def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
         instructions.append((keyword.upper(), rest.strip()))
         pending = ""
     return instructions
+
+
+def image_uid() -> int:
+    """The image's user: the uid ./Dockerfile creates and runs as."""
+    instructions = dockerfile_instructions(DOCKERFILE)
+    runs = " ".join(a for k, a in instructions if k == "RUN")
+    created = re.search(r"useradd\b.*--uid (\d+)", runs)
+    assert created, "the Dockerfile creates no user with a fixed uid"
+    (user,) = [a for k, a in instructions if k == "USER"]
+    assert user == created.group(1), "USER must be the created uid, numeric (runAsNonRoot)"
+    return int(user)
 
 
 def _flag(args: list[str], *names: str) -> str:
