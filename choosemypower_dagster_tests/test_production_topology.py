@@ -340,6 +340,20 @@ def worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
     return None
 
 
+def run_seconds(instance: dg.DagsterInstance, **runs: str) -> dict[str, dict[str, float]]:
+    """Per run: queued (created to started) and running (started to ended), in seconds."""
+    out = {}
+    for name, run_id in runs.items():
+        record = instance.get_run_record_by_id(run_id)
+        assert record is not None and record.start_time and record.end_time
+        created = record.create_timestamp.timestamp()
+        out[name] = {
+            "queued": round(record.start_time - created, 1),
+            "running": round(record.end_time - record.start_time, 1),
+        }
+    return out
+
+
 def process_uid(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("Uid:"):
@@ -534,6 +548,9 @@ def test_production_topology_refreshes_publishes_and_retries_a_killed_run(
             runs = instance.get_runs()
             assert {r.run_id for r in runs} == {reference, cities, killed, retry}
             figures["runs"] = len(runs)
+            figures["run_seconds"] = run_seconds(
+                instance, reference=reference, cities=cities, killed=killed, retry=retry
+            )
         finally:
             gql.close()
             for proc in reversed(topo.procs):  # before their database is dropped
