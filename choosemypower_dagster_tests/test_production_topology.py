@@ -83,9 +83,11 @@ pytestmark = [pytest.mark.postgres, pytest.mark.webserver]
 
 #: Every wait is bounded by this; none of the checks depends on how long anything took.
 PATIENCE_S = 240.0
-#: The shipped run monitoring's waits, shortened for the test (seconds; the file's are 30/60).
+#: The shipped run monitoring's waits, and the queue's dequeue interval (Dagster's default 5),
+#: shortened for the test (seconds; the file's are 30 and 60).
 MONITORING_POLL_S = 1
 FREE_SLOTS_AFTER_S = 1
+DEQUEUE_INTERVAL_S = 1
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
 LAUNCH_RUN = """
@@ -166,8 +168,12 @@ def topology() -> Iterator[Topology]:
 
 
 def instance_config() -> dict[str, Any]:
-    """deploy/dagster.postgres.yaml with run monitoring's poll and slot-freeing waits cut."""
+    """deploy/dagster.postgres.yaml with run monitoring's poll and slot-freeing waits and the
+    queue's dequeue interval cut."""
     config = yaml.safe_load(INSTANCE_FILE.read_text())
+    config["run_coordinator"].setdefault("config", {})["dequeue_interval_seconds"] = (
+        DEQUEUE_INTERVAL_S
+    )
     monitoring = config["run_monitoring"]
     assert monitoring["enabled"] is True
     monitoring["poll_interval_seconds"] = MONITORING_POLL_S
