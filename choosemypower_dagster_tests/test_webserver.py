@@ -50,12 +50,14 @@ def dagster_env(home: Path, api_url: str, database_url: str) -> dict[str, str]:
     return env
 
 
-def start_process(args: Sequence[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start_process(
+    args: Sequence[str], env: dict[str, str], log: Path, cwd: Path = PROJECT_ROOT
+) -> subprocess.Popen[bytes]:
     """A long-running Dagster process in its own process group, its output in `log`."""
     with log.open("wb") as out:
         return subprocess.Popen(
             list(args),
-            cwd=PROJECT_ROOT,
+            cwd=cwd,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -151,6 +151,17 @@ def availability(warehouse: WarehouseResource) -> dict[str, dict[str, datetime]]
     return out
 
 
+def cities_restamped(warehouse: WarehouseResource, old_stamp: datetime) -> int:
+    """Cities whose availability carries a stamp other than `old_stamp` (a refresh's)."""
+    avail = t.city_plan_availability.c
+    with warehouse.begin() as conn:
+        return conn.execute(
+            sa.select(sa.func.count(sa.distinct(avail.city_slug))).where(
+                avail.refreshed_at != old_stamp
+            )
+        ).scalar_one()
+
+
 def plan_ids_by_external(warehouse: WarehouseResource) -> dict[tuple[str, str], str]:
     """(external_id, tdsp_duns) -> our plan id."""
     c = t.electricity_plans.c

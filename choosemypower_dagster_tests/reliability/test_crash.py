@@ -27,6 +27,7 @@ from choosemypower_dagster_tests.reliability.support import (
     PROJECT_ROOT,
     availability,
     catalog_tdsps,
+    cities_restamped,
     command_env,
     refresh_command,
     run_refresh_command,
@@ -34,17 +35,6 @@ from choosemypower_dagster_tests.reliability.support import (
 )
 
 pytestmark = pytest.mark.reliability
-
-
-def _cities_restamped(warehouse: WarehouseResource, old_stamp: datetime) -> int:
-    """Cities whose availability carries a stamp other than the first refresh's."""
-    avail = t.city_plan_availability.c
-    with warehouse.begin() as conn:
-        return conn.execute(
-            sa.select(sa.func.count(sa.distinct(avail.city_slug))).where(
-                avail.refreshed_at != old_stamp
-            )
-        ).scalar_one()
 
 
 def _kill_mid_refresh(
@@ -64,7 +54,7 @@ def _kill_mid_refresh(
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 pytest.fail(f"the refresh ended before it could be killed: {proc.stderr.read()}")
-            done = _cities_restamped(warehouse, old_stamp)
+            done = cities_restamped(warehouse, old_stamp)
             if 0 < done < total // 2:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=30)
