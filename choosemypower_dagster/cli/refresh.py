@@ -34,6 +34,7 @@ from choosemypower_dagster.cli.report import (
     failed_tdsps,
     failure_text,
     format_report,
+    run_rejected,
     run_warnings,
 )
 from choosemypower_dagster.comparepower.errors import ApiConfigError
@@ -169,6 +170,7 @@ def run_refresh(
         report.failed.update(failed)
         report.failed_tdsps.update(failed_tdsps(result))
         report.warnings.extend(run_warnings(result))
+        report.rejected.extend(r for r in run_rejected(result) if r not in report.rejected)
         if not result.success and not failed:
             text = failure_text(result, warehouse.display_url)
             report.errors.append(f"run {result.run_id}: {text}")

@@ -76,6 +76,14 @@ class RefreshTotals:
             return {}
         return {d: p.skipped for d, p in self.load.plans.items() if p.skipped}
 
+    @property
+    def impossible_plans(self) -> list[str]:
+        """Each plan skipped for an impossible price, with its TDSP: not published, an error."""
+        if not self.load:
+            return []
+        plans = sorted(self.load.plans.items())
+        return [f"TDSP {duns}: {why}" for duns, p in plans for why in p.impossible]
+
 
 def load_targets(conn: sa.Connection, slugs: Sequence[str]) -> dict[str, CityTarget]:
     """The cities among `slugs` that are in the warehouse catalog."""
