@@ -25,6 +25,7 @@ from typing import Any
 
 import dagster as dg
 
+from choosemypower_dagster.alerts.webhook import Delivery
 from choosemypower_dagster.catalog.cities import CatalogError, catalog_path, load_catalog
 from choosemypower_dagster.catalog.tiers import TIERS, are_adjacent, ordered
 from choosemypower_dagster.cli.report import (
@@ -146,7 +147,7 @@ def run_refresh(
         text = failure_text(reference, warehouse.display_url)
         report.errors.append(f"catalog refresh failed: {text}")
         report.seconds = time.monotonic() - started
-        report.alerts_sent = alert_failed_runs(instance, [reference], warehouse)
+        report.add_alerts(alert_failed_runs(instance, [reference], warehouse))
         return report
 
     plans_config = {"force_refresh": force, OVERRIDE_CONFIG: accept_plan_count_change}
@@ -191,7 +192,7 @@ def run_refresh(
             )
     report.seconds = time.monotonic() - started
     report.export = export_switched(export_dir, export_before) or report.export
-    report.alerts_sent = alert_failed_runs(instance, results, warehouse)
+    report.add_alerts(alert_failed_runs(instance, results, warehouse))
     with warehouse.begin() as conn:
         report.add_totals(run_totals(conn, report.runs), warehouse.display_url)
     return report
@@ -199,23 +200,26 @@ def run_refresh(
 
 def alert_failed_runs(
     instance: dg.DagsterInstance, results: Sequence[dg.ExecuteInProcessResult], warehouse: Any
-) -> int:
-    """Alert each failed run of this command when no sensor daemon runs; returns alerts sent.
+) -> list[Delivery]:
+    """Alert each failed run of this command when no sensor daemon runs; what became of each.
 
     With a daemon running, `report_failed_runs` sees these runs (it watches every run) and
-    alerts on them, once; without one, nobody would: the command sends the same alert itself.
+    alerts on them, once; without one, nobody would: the command sends the same alert itself,
+    recorded on the run, and sends again the earlier alerts still pending whose time has come.
+    Each delivery ends by the webhook's deadline, so a slow webhook never holds the command.
     """
-    from choosemypower_dagster.alerts.webhook import deliver_alert
     from choosemypower_dagster.defs.sensors.failed_runs import (
+        alert_run,
         health_report,
+        retry_pending_alerts,
         run_failure_payload,
         sensor_daemon_running,
     )
 
-    failed = [r for r in results if not r.success]
-    if not failed or sensor_daemon_running(instance):
-        return 0
-    for result in failed:
+    if sensor_daemon_running(instance):
+        return []
+    deliveries = list(retry_pending_alerts(instance, warehouse).values())
+    for result in (r for r in results if not r.success):
         failure = next(
             (e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE),
             None,
@@ -225,8 +229,9 @@ def alert_failed_runs(
             result.dagster_run, steps, failure.message if failure else None
         )
         payload["refresh_health"] = health_report(warehouse)
-        deliver_alert(payload)
-    return len(failed)
+        run = instance.get_run_by_id(result.run_id) or result.dagster_run
+        deliveries.append(alert_run(instance, run, payload))
+    return deliveries
 
 
 def _resource(name: str) -> Any:

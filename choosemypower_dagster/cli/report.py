@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
+from choosemypower_dagster.alerts.webhook import Delivery
 from choosemypower_dagster.catalog.tdsps import tdsps_by_duns
 from choosemypower_dagster.defs.keys import REFRESH_WARNINGS, REJECTED_PLANS
 from choosemypower_dagster.lib.redact import strip_credentials, strip_url_credentials
@@ -48,10 +50,17 @@ class RefreshReport:
     export: str = "not updated (the previous export, if any, is still current)"
     #: Failed runs this command alerted itself (no sensor daemon was running to do it).
     alerts_sent: int = 0
+    #: Why alerts did not reach the webhook (each kept pending on its run, retried later).
+    alerts_undelivered: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.failed and not self.errors
+
+    def add_alerts(self, deliveries: Sequence[Delivery]) -> None:
+        """The alerts this command sent, and why any of them did not reach the webhook."""
+        self.alerts_sent += len(deliveries)
+        self.alerts_undelivered += [d.reason for d in deliveries if d.retry]
 
     def add_totals(self, totals: RunTotals, warehouse: str) -> None:
         """The runs' totals from the refresh log, and what the warehouse holds now."""
@@ -213,6 +222,12 @@ def format_report(report: RefreshReport) -> str:
     if report.alerts_sent:
         lines.append(
             f"  alerts:           {report.alerts_sent} failed run(s), no daemon to send them"
+        )
+    if report.alerts_undelivered:
+        lines.append(
+            f"  alerts NOT delivered: {len(report.alerts_undelivered)} (the webhook: "
+            f"{report.alerts_undelivered[0]}); kept on the run (tag choosemypower/alert="
+            "pending) and sent again with backoff by retry_undelivered_alerts or the next refresh"
         )
     if report.rejected:
         lines.append("  not published (impossible price):")
