@@ -170,7 +170,8 @@ def load_tdsp_plans(
     with warehouse.begin() as conn:
         failures = {} if force else tdsp_failures_since(conn, wanted, fresh_after)
         for duns in wanted:
-            row = None if force else cache_lookup(conn, cache_key(duns), fresh_after)
+            key = cache_key(duns, client.plans_request(duns))
+            row = None if force else cache_lookup(conn, key, fresh_after)
             if row is None:
                 to_fetch.append(duns)
                 continue
@@ -237,7 +238,13 @@ def load_tdsp_plans(
             continue
         with warehouse.begin() as conn:
             cache_store(
-                conn, cache_key(duns), duns, fetched.url, fetched.source, fetched.body, stamp
+                conn,
+                cache_key(duns, client.plans_request(duns)),
+                duns,
+                fetched.url,
+                fetched.source,
+                fetched.body,
+                stamp,
             )
         result.plans[duns] = TdspPlans(
             duns, plans, usable.skipped, fetched.source, False, stamp, usable.impossible
