@@ -45,7 +45,7 @@ from choosemypower_dagster.defs.partitions import (
 from choosemypower_dagster.defs.resources import WarehouseResource
 from choosemypower_dagster.lib.display import cents, markdown_table
 from choosemypower_dagster.plans.fanout import RefreshTotals, refresh_cities
-from choosemypower_dagster.settings import CACHE_TTL_MINUTES
+from choosemypower_dagster.settings import CACHE_TTL_MINUTES, MINUTES_PER_YEAR
 from choosemypower_dagster.warehouse import rollups, schema, tdsp_rollups
 from choosemypower_dagster.warehouse.refresh_log import write_refresh_log
 from choosemypower_dagster.warehouse.stats import row_count, tdsp_plan_figures
@@ -295,8 +295,11 @@ def refresh_city_plans(
     started = time.monotonic()
     started_at = datetime.now(UTC)
     ttl = config.cache_ttl_minutes
-    if not math.isfinite(ttl) or ttl < 0:
-        raise dg.Failure(f"cache_ttl_minutes must be a number of minutes >= 0, got {ttl!r}")
+    if not math.isfinite(ttl) or not 0 <= ttl <= MINUTES_PER_YEAR:
+        raise dg.Failure(
+            f"cache_ttl_minutes must be a number of minutes from 0 to {MINUTES_PER_YEAR} "
+            f"(a year), got {ttl!r}"
+        )
     selected = context.selected_asset_keys
     totals = RefreshTotals()
     warnings: list[str] = []
