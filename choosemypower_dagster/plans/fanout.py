@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from choosemypower_dagster.catalog.tdsps import Tdsp, tdsps_by_duns
 from choosemypower_dagster.comparepower.client import ComparePowerClient
 from choosemypower_dagster.comparepower.parsing import PlanRecord
+from choosemypower_dagster.lib.display import markdown_row
 from choosemypower_dagster.plans.source import CLOCK_SKEW_LIMIT, LoadResult, load_tdsp_plans
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster.warehouse.writes import (
@@ -119,8 +120,15 @@ def plan_figures(
     rates = sorted(p.rate_1000 for p in plans)
     cheapest = sorted(plans, key=lambda p: (p.rate_1000, p.external_id))[:3]
     preview = "\n".join(
-        f"| {p.provider_name} | {p.name} | {label(p.tdsp_duns)} | {p.term_months or ''} "
-        f"| {p.rate_1000 * 100:.1f} |"
+        markdown_row(
+            [
+                p.provider_name,
+                p.name,
+                label(p.tdsp_duns),
+                p.term_months or "",
+                f"{p.rate_1000 * 100:.1f}",
+            ]
+        )
         for p in cheapest
     )
     extra: dict[str, Any] = {}
