@@ -17,6 +17,9 @@ for every TDSP except those given an odd answer, chosen per TDSP:
 `edits` maps a TDSP to a function of its good plan list that returns the list to serve (odd
 values in otherwise good plans).
 
+`on_request`, when set, is called with the TDSP of each plan request before it is answered
+(to make something happen mid-run, at a known point).
+
 `date_offset` shifts the Date header it sends (None: no Date header at all), to play an API
 whose clock disagrees with ours.
 """
@@ -78,6 +81,7 @@ class HostileApi:
         self.price_epoch = price_epoch
         self.modes: dict[str, str] = {}
         self.edits: dict[str, Callable[[list[dict[str, Any]]], list[dict[str, Any]]]] = {}
+        self.on_request: Callable[[str], None] | None = None
         self.date_offset: timedelta | None = timedelta(0)
         self.drip_interval_s = 1.0
         self.requests: Counter[str] = Counter()
@@ -160,6 +164,8 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         duns = query.get("tdsp_duns", "")
         api.record(duns, self.headers.get("Authorization"))
+        if api.on_request is not None:
+            api.on_request(duns)
         mode = api.modes.get(duns, "good")
         plans = api.plans(duns)
         good = json.dumps(plans).encode()
