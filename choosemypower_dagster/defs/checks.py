@@ -161,7 +161,8 @@ QUALITY_SPECS = [
         description=(
             "No active plan costs less at 500, 1000 or 2000 kWh than its TDSP's delivery "
             "charges alone (its own TDSP components, else the TDSP's lowest itemised); "
-            "such prices listed (WARN)."
+            "such prices listed (WARN). The plans this run's parser skipped as impossibly "
+            "priced (zero or less, or below those charges: never stored) fail it too, listed."
         ),
     ),
     dg.AssetCheckSpec(
