@@ -17,7 +17,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from choosemypower_dagster.cli.report import run_rejected
+from choosemypower_dagster.cli.report import RefreshReport, format_report, run_rejected
 from choosemypower_dagster.comparepower.parsing import parse_plans
 from choosemypower_dagster.defs.checks import PRICES_COVER_DELIVERY
 from choosemypower_dagster.defs.keys import CITY_PLANS
@@ -163,6 +163,9 @@ def test_odd_values_skip_their_plan_only_and_impossible_prices_are_errors(
     assert {good[i]["_id"] for i in IMPOSSIBLE} == {
         pid for pid in bad if any(pid in r for r in rejected)
     }
+    summary = format_report(RefreshReport(rejected=rejected))
+    assert "not published (impossible price):" in summary
+    assert all(good[i]["_id"] in summary for i in IMPOSSIBLE)
     errors = [
         entry.user_message
         for entry in instance.all_logs(result.run_id)
