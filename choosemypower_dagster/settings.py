@@ -11,6 +11,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 class SettingError(ValueError):
@@ -21,9 +22,9 @@ class SettingError(ValueError):
 class Setting:
     """One environment variable: its name, the default used when it is unset, what it means.
 
-    A numeric setting also names its smallest allowed value (`minimum`) and whether it must
-    be a whole number; `number()` enforces both, so a bad value is refused with the
-    variable's name before any run starts (`validate_settings`).
+    A numeric setting also names its smallest (and possibly largest) allowed value and
+    whether it must be a whole number; `number()` enforces them, so a bad value is refused
+    with the variable's name before any run starts (`validate_settings`).
     """
 
     name: str
@@ -31,6 +32,7 @@ class Setting:
     meaning: str
     minimum: float | None = None
     integer: bool = False
+    maximum: float | None = None
 
     @property
     def numeric(self) -> bool:
@@ -61,8 +63,12 @@ class Setting:
             raise SettingError(f"{self.name} must be a whole number, got {text!r}")
         if self.minimum is not None and number < self.minimum:
             raise SettingError(f"{self.name} must be at least {self.minimum:g}, got {text!r}")
+        if self.maximum is not None and number > self.maximum:
+            raise SettingError(f"{self.name} must be at most {self.maximum:g}, got {text!r}")
         return number
 
+
+MINUTES_PER_YEAR = 365 * 24 * 60
 
 DAGSTER_HOME = Setting(
     "DAGSTER_HOME",
@@ -89,8 +95,10 @@ API_KEY = Setting(
 CACHE_TTL_MINUTES = Setting(
     "CHOOSEMYPOWER_CACHE_TTL_MINUTES",
     "30",
-    "reuse a TDSP's cached response younger than this; maintenance prunes older ones",
+    "reuse a TDSP's cached response younger than this; maintenance prunes older ones "
+    "(at most a year: 525600)",
     minimum=0,
+    maximum=MINUTES_PER_YEAR,
 )
 CITY_CATALOG = Setting(
     "CHOOSEMYPOWER_CITY_CATALOG",
@@ -179,10 +187,49 @@ SETTINGS: tuple[Setting, ...] = (
 
 
 def validate_settings() -> None:
-    """Check every numeric setting's value; raise `SettingError` naming the first bad one."""
+    """Check every numeric setting's value, the API key and the API URL's shape; raise
+    `SettingError` naming the first bad one (never showing the key)."""
     for setting in SETTINGS:
         if setting.numeric:
             setting.number()
+    check_api_key()
+    check_api_url_shape()
+
+
+def check_api_key() -> None:
+    """The key goes in a header: a control character (a trailing newline...) cannot."""
+    key = os.environ.get(API_KEY.name) or ""
+    bad = [i for i, char in enumerate(key) if ord(char) < 0x20 or ord(char) == 0x7F]
+    if bad:
+        raise SettingError(
+            f"{API_KEY.name} holds a control character at position {bad[0] + 1} of "
+            f"{len(key)} (a trailing newline?); it cannot be sent in a header"
+        )
+
+
+def check_api_url_shape() -> None:
+    """The API URL is a base the client appends paths to: a query or fragment would be lost."""
+    url = API_URL.value() or ""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return  # the client's own check names what is wrong with it
+    for part, label in ((parts.query, "query"), (parts.fragment, "fragment")):
+        if part:
+            host = parts.hostname or ""
+            port = f":{parts.port}" if _port(parts) else ""
+            shown = parts._replace(netloc=host + port, query="", fragment="").geturl()
+            raise SettingError(
+                f"{API_URL.name} must be a base URL without a {label} (its path would be "
+                f"lost); got one after {shown}"
+            )
+
+
+def _port(parts: object) -> int | None:
+    try:
+        return parts.port  # type: ignore[attr-defined,no-any-return]
+    except ValueError:
+        return None
 
 
 def dagster_home() -> Path:

@@ -399,14 +399,14 @@ def test_the_command_alerts_its_failed_runs_only_when_no_daemon_would(
     monkeypatch.setenv(ALERT_WEBHOOK_URL.name, url)
     instance, result = failed_run
     warehouse = city_resources["warehouse"]
-    assert alert_failed_runs(instance, [result], warehouse) == 1
+    assert len(alert_failed_runs(instance, [result], warehouse)) == 1
     (payload,) = recorder.received
     health = payload.pop("refresh_health")
     assert payload == _sensor_payload(instance, result)
     assert health == health_report(warehouse)  # the same figures as the sensor's alert
 
     instance.add_daemon_heartbeat(DaemonHeartbeat(time.time(), "SENSOR", None, None))
-    assert alert_failed_runs(instance, [result], warehouse) == 0
+    assert alert_failed_runs(instance, [result], warehouse) == []
     assert len(recorder.received) == 1
 
 

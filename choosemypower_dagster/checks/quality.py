@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from choosemypower_dagster.checks.outcome import Outcome, offending
+from choosemypower_dagster.checks.outcome import Outcome, offending, rows_table
 from choosemypower_dagster.comparepower.contract import contract_changes, observed_fields
 from choosemypower_dagster.comparepower.parsing import foreign_plans
 from choosemypower_dagster.pricing import components as pricing
@@ -189,11 +189,13 @@ def _tdsp_only(charges: Sequence[pricing.Charge]) -> list[pricing.Charge]:
     return [c for c in charges if c.is_tdsp]
 
 
-def check_delivery_floor(plans: Sequence[ActivePlan]) -> Outcome:
+def check_delivery_floor(plans: Sequence[ActivePlan], rejected: Sequence[str] = ()) -> Outcome:
     """No plan costs less at 500, 1000 or 2000 kWh than its TDSP's delivery charges alone.
 
     A plan's own TDSP components say what the utility charges; a plan that itemises none is
-    held to the lowest TDSP charges its TDSP's other plans itemise.
+    held to the lowest TDSP charges its TDSP's other plans itemise. The parser already skips
+    such plans, and any priced at zero or less (`rejected`, their reasons): they fail the check
+    too, listed, though nothing of theirs was stored.
     """
     own: dict[str, list[pricing.Charge]] = {}
     floors: dict[str, dict[int, list[float]]] = {}
@@ -224,7 +226,7 @@ def check_delivery_floor(plans: Sequence[ActivePlan]) -> Outcome:
                 rows.append(
                     p.row(usage=usage, rate_cents=_cents(price), tdsp_charges_cents=_cents(floor))
                 )
-    return offending(
+    outcome = offending(
         len(plans),
         rows,
         [
@@ -243,6 +245,17 @@ def check_delivery_floor(plans: Sequence[ActivePlan]) -> Outcome:
             duns: _cents(statistics.median(by_usage[1000])) for duns, by_usage in floors.items()
         },
     )
+    if rejected:
+        outcome.passed = False
+        outcome.description = (
+            f"{len(rejected)} plan(s) with an impossible price were skipped, not published"
+            + ("" if not rows else f"; {outcome.description}")
+        )
+        outcome.metadata["skipped_impossible_prices"] = len(rejected)
+        outcome.metadata["skipped"] = rows_table(
+            [{"reason": reason} for reason in rejected], ["reason"]
+        )
+    return outcome
 
 
 def check_plans_of_requested_tdsp(responses: Sequence[CachedResponse]) -> Outcome:

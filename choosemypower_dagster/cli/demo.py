@@ -1,7 +1,10 @@
 """`python -m choosemypower_dagster.cli.demo` (`make demo`): the full refresh against the sandbox.
 
-Starts the sandbox API on a free loopback port, runs the refresh through the Dagster instance
-in `.dagster_home/` (SQLite warehouse), stops the sandbox and prints the summary.
+Starts the sandbox API on a free loopback port, runs the refresh through a Dagster instance of
+the demo's own (`demo/` inside `DAGSTER_HOME`, by default `.dagster_home/demo/`, with its
+SQLite warehouse), stops the sandbox and prints the summary. The demo's runs, warehouse and
+response cache stay apart from the instance a real refresh uses, so a later refresh never
+meets the sandbox's answers.
 """
 
 from __future__ import annotations
@@ -9,14 +12,26 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from choosemypower_dagster.sandbox.launcher import start_sandbox
-from choosemypower_dagster.settings import API_URL
+from choosemypower_dagster.settings import API_URL, DAGSTER_HOME, dagster_home
+
+#: The demo's instance directory, inside the one `DAGSTER_HOME` names.
+DEMO_DIR = "demo"
+
+
+def demo_home() -> Path:
+    """The demo's own instance directory."""
+    return dagster_home().resolve() / DEMO_DIR
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    home = demo_home()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ[DAGSTER_HOME.name] = str(home)
     proc, url = start_sandbox()
-    print(f"sandbox API started at {url}", flush=True)
+    print(f"sandbox API started at {url} (instance: {home})", flush=True)
     os.environ[API_URL.name] = url
     try:
         from choosemypower_dagster.cli.refresh import main as refresh_main

@@ -25,8 +25,10 @@ from typing import Any
 
 import dagster as dg
 
+from choosemypower_dagster.alerts.webhook import Delivery
 from choosemypower_dagster.catalog.cities import CatalogError, catalog_path, load_catalog
 from choosemypower_dagster.catalog.tiers import TIERS, are_adjacent, ordered
+from choosemypower_dagster.cli.crash import InstanceError, crash_cause, one_line
 from choosemypower_dagster.cli.report import (
     RefreshReport,
     export_switched,
@@ -34,9 +36,11 @@ from choosemypower_dagster.cli.report import (
     failed_tdsps,
     failure_text,
     format_report,
+    run_rejected,
     run_warnings,
 )
 from choosemypower_dagster.comparepower.errors import ApiConfigError
+from choosemypower_dagster.defs.tags import ALERT_TAG
 from choosemypower_dagster.plans.plausibility import OVERRIDE_CONFIG, OVERRIDE_FLAG
 from choosemypower_dagster.settings import (
     CITY_CATALOG,
@@ -55,18 +59,47 @@ from choosemypower_dagster.warehouse.engine import WarehouseConfigError
 from choosemypower_dagster.warehouse.refresh_log import run_totals
 
 #: The errors `check_configuration` raises: each is one line naming its setting.
-CONFIG_ERRORS = (ApiConfigError, WarehouseConfigError, ExportError, SettingError, CatalogError)
+CONFIG_ERRORS = (
+    ApiConfigError,
+    WarehouseConfigError,
+    ExportError,
+    SettingError,
+    CatalogError,
+    InstanceError,
+)
 
 
 def ensure_dagster_home() -> Path:
-    """Use `DAGSTER_HOME`, defaulting to `./.dagster_home` seeded with `./dagster.yaml`."""
+    """Use `DAGSTER_HOME`, defaulting to `./.dagster_home` seeded with `./dagster.yaml`.
+
+    A directory that cannot be created or written is an `InstanceError` naming it.
+    """
     home = dagster_home().resolve()
-    home.mkdir(parents=True, exist_ok=True)
     os.environ[DAGSTER_HOME.name] = str(home)
     project_yaml = Path.cwd() / "dagster.yaml"
-    if not (home / "dagster.yaml").exists() and project_yaml.exists():
-        shutil.copyfile(project_yaml, home / "dagster.yaml")
+    probe = home / f".write-check-{os.getpid()}"
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        if not (home / "dagster.yaml").exists() and project_yaml.exists():
+            shutil.copyfile(project_yaml, home / "dagster.yaml")
+        probe.write_bytes(b"ok")  # the instance writes its runs and events here
+        probe.unlink()
+    except OSError as exc:
+        raise InstanceError(
+            f"{DAGSTER_HOME.name}={home} cannot be written: {exc.strerror or one_line(exc)}"
+        ) from None
     return home
+
+
+def open_instance(home: Path) -> dg.DagsterInstance:
+    """The Dagster instance of `home`; a `dagster.yaml` it cannot use is one `InstanceError`
+    line naming the file and the problem (a YAML error, an unknown storage class...)."""
+    try:
+        return dg.DagsterInstance.get()
+    except Exception as exc:  # noqa: BLE001 - whatever the instance's config raises
+        raise InstanceError(
+            f"{DAGSTER_HOME.name}={home}: {home / 'dagster.yaml'} cannot be used: {one_line(exc)}"
+        ) from None
 
 
 def _run_tags(start: str, end: str, tiers: Sequence[str], trigger: str) -> dict[str, str]:
@@ -99,11 +132,13 @@ def run_refresh(
     instance: dg.DagsterInstance | None = None,
     log_level: str = "WARNING",
     accept_plan_count_change: bool = False,
+    report: RefreshReport | None = None,
 ) -> RefreshReport:
     """Refresh the catalog of the affected tiers, then the plans of the chosen cities.
 
     `force` bypasses the response cache only; `accept_plan_count_change` accepts TDSP plan
-    lists whose count moved past the plausibility bounds (plans/plausibility.py).
+    lists whose count moved past the plausibility bounds (plans/plausibility.py). `report`
+    is filled as the refresh goes, so what it did is known even if it stops on an error.
     """
     # After DAGSTER_HOME is settled and the catalog the partitions are built from is checked.
     from choosemypower_dagster.catalog.keys import city_keys_by_tier, tier_of_city
@@ -118,8 +153,8 @@ def run_refresh(
     export_dir = resolve_export_dir()
     export_before = current_export(export_dir)
     instance = instance or dg.DagsterInstance.get()
-    recover_abandoned_runs(instance)
-    report = RefreshReport()
+    recovered = recover_abandoned_runs(instance)
+    report = report if report is not None else RefreshReport()
     if cities:
         owner = tier_of_city()
         unknown = sorted(c for c in cities if c not in owner)
@@ -145,7 +180,7 @@ def run_refresh(
         text = failure_text(reference, warehouse.display_url)
         report.errors.append(f"catalog refresh failed: {text}")
         report.seconds = time.monotonic() - started
-        report.alerts_sent = alert_failed_runs(instance, [reference], warehouse)
+        report.add_alerts(alert_failed_runs(instance, [reference], warehouse, recovered))
         return report
 
     plans_config = {"force_refresh": force, OVERRIDE_CONFIG: accept_plan_count_change}
@@ -169,6 +204,7 @@ def run_refresh(
         report.failed.update(failed)
         report.failed_tdsps.update(failed_tdsps(result))
         report.warnings.extend(run_warnings(result))
+        report.rejected.extend(r for r in run_rejected(result) if r not in report.rejected)
         if not result.success and not failed:
             text = failure_text(result, warehouse.display_url)
             report.errors.append(f"run {result.run_id}: {text}")
@@ -189,31 +225,46 @@ def run_refresh(
             )
     report.seconds = time.monotonic() - started
     report.export = export_switched(export_dir, export_before) or report.export
-    report.alerts_sent = alert_failed_runs(instance, results, warehouse)
+    report.add_alerts(alert_failed_runs(instance, results, warehouse, recovered))
     with warehouse.begin() as conn:
         report.add_totals(run_totals(conn, report.runs), warehouse.display_url)
     return report
 
 
 def alert_failed_runs(
-    instance: dg.DagsterInstance, results: Sequence[dg.ExecuteInProcessResult], warehouse: Any
-) -> int:
-    """Alert each failed run of this command when no sensor daemon runs; returns alerts sent.
+    instance: dg.DagsterInstance,
+    results: Sequence[dg.ExecuteInProcessResult],
+    warehouse: Any,
+    recovered: Sequence[str] = (),
+) -> list[Delivery]:
+    """Alert each failed run of this command when no sensor daemon runs; what became of each.
 
     With a daemon running, `report_failed_runs` sees these runs (it watches every run) and
-    alerts on them, once; without one, nobody would: the command sends the same alert itself.
+    alerts on them, once; without one, nobody would: the command sends the same alert itself,
+    recorded on the run, and sends again the earlier alerts still pending whose time has come.
+    `recovered` are runs an earlier command left STARTED when it died, failed by this one:
+    alerted too. Each delivery ends by the webhook's deadline, so a slow webhook never holds
+    the command.
     """
-    from choosemypower_dagster.alerts.webhook import deliver_alert
     from choosemypower_dagster.defs.sensors.failed_runs import (
+        alert_run,
         health_report,
+        retry_pending_alerts,
         run_failure_payload,
         sensor_daemon_running,
+        stored_failure_payload,
     )
 
-    failed = [r for r in results if not r.success]
-    if not failed or sensor_daemon_running(instance):
-        return 0
-    for result in failed:
+    if sensor_daemon_running(instance):
+        return []
+    deliveries = list(retry_pending_alerts(instance, warehouse).values())
+    for run_id in recovered:
+        run = instance.get_run_by_id(run_id)
+        if run is not None and run.tags.get(ALERT_TAG) is None:
+            payload = stored_failure_payload(instance, run)
+            payload["refresh_health"] = health_report(warehouse)
+            deliveries.append(alert_run(instance, run, payload))
+    for result in (r for r in results if not r.success):
         failure = next(
             (e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE),
             None,
@@ -223,8 +274,9 @@ def alert_failed_runs(
             result.dagster_run, steps, failure.message if failure else None
         )
         payload["refresh_health"] = health_report(warehouse)
-        deliver_alert(payload)
-    return len(failed)
+        run = instance.get_run_by_id(result.run_id) or result.dagster_run
+        deliveries.append(alert_run(instance, run, payload))
+    return deliveries
 
 
 def _resource(name: str) -> Any:
@@ -296,22 +348,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     if tiers and (bad := [t for t in tiers if t not in TIERS]):
         parser.error(f"unknown tier(s) {', '.join(bad)}; choose from {', '.join(TIERS)}")
     cities = _listed(parser, "--cities", args.cities)
-    ensure_dagster_home()
+    report = RefreshReport()
+    started = time.monotonic()
     try:  # a configuration error is one clear line and exit status 2, not a traceback
+        home = ensure_dagster_home()
         check_configuration()
-        report = run_refresh(
+        instance = open_instance(home)
+    except CONFIG_ERRORS as exc:
+        print(f"configuration error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    try:
+        run_refresh(
             tiers=tiers,
             cities=cities,
             force=args.force,
             trigger="manual",
+            instance=instance,
             log_level="DEBUG" if args.verbose else "CRITICAL",
             accept_plan_count_change=args.accept_plan_count_change,
+            report=report,
         )
     except CONFIG_ERRORS as exc:
         print(f"configuration error: {exc}", file=sys.stderr, flush=True)
         return 2
+    except Exception as exc:  # noqa: BLE001 - the disk, the instance or the warehouse gave out
+        cause = crash_cause(exc, home, _warehouse_shown())
+        print(f"error: {cause}", file=sys.stderr, flush=True)
+        report.errors.append(cause)
+        report.seconds = time.monotonic() - started
     print(format_report(report), flush=True)
     return 0 if report.ok else 1
+
+
+def _warehouse_shown() -> str | None:
+    """The warehouse's URL as it may be shown (password masked), if it can be known."""
+    try:
+        return str(_resource("warehouse").display_url)
+    except Exception:  # noqa: BLE001 - only a label for the error line
+        return None
 
 
 if __name__ == "__main__":

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
+from choosemypower_dagster.alerts.webhook import Delivery
 from choosemypower_dagster.catalog.tdsps import tdsps_by_duns
-from choosemypower_dagster.defs.keys import REFRESH_WARNINGS
+from choosemypower_dagster.defs.keys import REFRESH_WARNINGS, REJECTED_PLANS
 from choosemypower_dagster.lib.redact import strip_credentials, strip_url_credentials
 from choosemypower_dagster.settings import API_URL
 from choosemypower_dagster.site.publish import current_export
@@ -38,6 +40,8 @@ class RefreshReport:
     runs: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: Plans skipped for an impossible price (zero or negative, below delivery charges).
+    rejected: list[str] = field(default_factory=list)
     seconds: float = 0.0
     active_plans: int | None = None
     active_providers: int | None = None
@@ -46,10 +50,17 @@ class RefreshReport:
     export: str = "not updated (the previous export, if any, is still current)"
     #: Failed runs this command alerted itself (no sensor daemon was running to do it).
     alerts_sent: int = 0
+    #: Why alerts did not reach the webhook (each kept pending on its run, retried later).
+    alerts_undelivered: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.failed and not self.errors
+
+    def add_alerts(self, deliveries: Sequence[Delivery]) -> None:
+        """The alerts this command sent, and why any of them did not reach the webhook."""
+        self.alerts_sent += len(deliveries)
+        self.alerts_undelivered += [d.reason for d in deliveries if d.retry]
 
     def add_totals(self, totals: RunTotals, warehouse: str) -> None:
         """The runs' totals from the refresh log, and what the warehouse holds now."""
@@ -122,11 +133,12 @@ def failure_text(result: dg.ExecuteInProcessResult, warehouse: str | None = None
     return "run failed"
 
 
-def run_warnings(result: dg.ExecuteInProcessResult) -> list[str]:
+def run_warnings(result: dg.ExecuteInProcessResult, key: str = REFRESH_WARNINGS) -> list[str]:
     """The warnings the plans step reported (a skewed clock, skipped plans...), in order.
 
     Read from the run's own events in memory (the city_summaries materialization, or the
     step's failure), not from the instance's event log, which holds every partition's events.
+    `key` reads another of the step's lists (REJECTED_PLANS: see `run_rejected`).
     """
     found: list[str] = []
     for event in result.all_events:
@@ -136,9 +148,14 @@ def run_warnings(result: dg.ExecuteInProcessResult) -> list[str]:
         elif event.event_type_value == "STEP_FAILURE" and event.step_failure_data:
             user = event.step_failure_data.user_failure_data
             metadata = user.metadata if user else None
-        if metadata and REFRESH_WARNINGS in metadata:
-            found += [w for w in metadata[REFRESH_WARNINGS].value if w not in found]
+        if metadata and key in metadata:
+            found += [w for w in metadata[key].value if w not in found]
     return [strip_url_credentials(w) for w in found]
+
+
+def run_rejected(result: dg.ExecuteInProcessResult) -> list[str]:
+    """The plans the plans step refused to publish for an impossible price, with reasons."""
+    return run_warnings(result, REJECTED_PLANS)
 
 
 def failed_cities(result: dg.ExecuteInProcessResult) -> dict[str, str]:
@@ -206,6 +223,17 @@ def format_report(report: RefreshReport) -> str:
         lines.append(
             f"  alerts:           {report.alerts_sent} failed run(s), no daemon to send them"
         )
+    if report.alerts_undelivered:
+        lines.append(
+            f"  alerts NOT delivered: {len(report.alerts_undelivered)} (the webhook: "
+            f"{report.alerts_undelivered[0]}); kept on the run (tag choosemypower/alert="
+            "pending) and sent again with backoff by retry_undelivered_alerts or the next refresh"
+        )
+    if report.rejected:
+        lines.append("  not published (impossible price):")
+        lines.extend(f"    {reason}" for reason in report.rejected[:15])
+        if len(report.rejected) > 15:
+            lines.append(f"    ... and {len(report.rejected) - 15} more")
     lines.extend(f"  warning: {w}" for w in report.warnings[:10])
     lines.extend(f"  error: {e}" for e in report.errors)
     return "\n".join(lines)

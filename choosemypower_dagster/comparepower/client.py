@@ -19,7 +19,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlencode, urlparse
 
 import dagster as dg
 import httpx
@@ -95,6 +95,11 @@ def _decoder(encoding: str) -> Any:
     raise _Refused(f"the answer's Content-Encoding {encoding!r} is not one we asked for")
 
 
+def plans_params(tdsp_duns: str) -> dict[str, str]:
+    """The query of a TDSP's plan-list request."""
+    return {"group": "default", "tdsp_duns": tdsp_duns, "display_usage": "1000"}
+
+
 class _DeadlinePassed(Exception):
     """The fetch's overall deadline passed before a complete answer arrived."""
 
@@ -150,6 +155,12 @@ class ComparePowerClient(dg.ConfigurableResource):
     def validated_base_url(self) -> str:
         """The base URL without its trailing slash; `ApiConfigError` names the setting if bad."""
         return self._validated_base()
+
+    def plans_request(self, tdsp_duns: str) -> str:
+        """A TDSP's plan-list request as a cache may key it: base URL (without credentials),
+        path and query, so another API's answer is never taken for this one's."""
+        query = urlencode(sorted(plans_params(tdsp_duns).items()))
+        return f"{self.public_base_url}{PLANS_PATH}?{query}"
 
     @property
     def public_base_url(self) -> str:
@@ -220,7 +231,7 @@ class ComparePowerClient(dg.ConfigurableResource):
         if refusal:
             raise CircuitOpenError(f"TDSP {tdsp_duns}: not called: {refusal}")
         limiter = limiter_for(base, self.requests_per_second)
-        params = {"group": "default", "tdsp_duns": tdsp_duns, "display_usage": "1000"}
+        params = plans_params(tdsp_duns)
         url = f"{base}{PLANS_PATH}"
         shown_url = f"{self.public_base_url}{PLANS_PATH}"
         own_client = http is None

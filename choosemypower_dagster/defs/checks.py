@@ -38,7 +38,7 @@ warehouse once per run: a refresh of 839 cities adds 12 evaluations, not 839 x 1
 """
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -161,7 +161,8 @@ QUALITY_SPECS = [
         description=(
             "No active plan costs less at 500, 1000 or 2000 kWh than its TDSP's delivery "
             "charges alone (its own TDSP components, else the TDSP's lowest itemised); "
-            "such prices listed (WARN)."
+            "such prices listed (WARN). The plans this run's parser skipped as impossibly "
+            "priced (zero or less, or below those charges: never stored) fail it too, listed."
         ),
     ),
     dg.AssetCheckSpec(
@@ -251,7 +252,10 @@ class PlanQualityConfig(dg.Config):
 
 
 def _quality_results(
-    config: PlanQualityConfig, warehouse: WarehouseResource, wanted: set[str]
+    config: PlanQualityConfig,
+    warehouse: WarehouseResource,
+    wanted: set[str],
+    rejected: Sequence[str] = (),
 ) -> Iterator[dg.AssetCheckResult]:
     """External ids, prices against components, rate band and delivery floor over the active
     plans; foreign plans and field changes over each TDSP's stored API answer."""
@@ -273,7 +277,7 @@ def _quality_results(
             RATES_IN_BAND,
             lambda: quality.check_rate_band(plans, config.rate_min_cents, config.rate_max_cents),
         ),
-        (PRICES_COVER_DELIVERY, lambda: quality.check_delivery_floor(plans)),
+        (PRICES_COVER_DELIVERY, lambda: quality.check_delivery_floor(plans, rejected)),
         (PLANS_OF_REQUESTED_TDSP, lambda: quality.check_plans_of_requested_tdsp(responses)),
         (UPSTREAM_CONTRACT, lambda: quality.check_upstream_contract(responses)),
     ]
@@ -321,14 +325,18 @@ def _source_scan_result(config: SourceScanConfig) -> dg.AssetCheckResult:
 
 
 def plan_check_results(
-    context: dg.AssetExecutionContext, config: PlanChecksConfig, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext,
+    config: PlanChecksConfig,
+    warehouse: WarehouseResource,
+    rejected: Sequence[str] = (),
 ) -> Iterator[dg.AssetCheckResult]:
-    """The selected checks, over the warehouse (and the source) as they are now."""
+    """The selected checks, over the warehouse (and the source) as they are now; `rejected`:
+    the plans this run refused as impossibly priced, listed on `prices_cover_tdsp_delivery`."""
     wanted = {key.name for key in context.selected_asset_check_keys}
     if wanted & {spec.name for spec in INTEGRITY_SPECS}:
         yield from _integrity_results(context.instance, warehouse, wanted, context.log)
     if wanted & {spec.name for spec in QUALITY_SPECS}:
-        yield from _quality_results(config, warehouse, wanted)
+        yield from _quality_results(config, warehouse, wanted, rejected)
     if NO_HARDCODED_IDS in wanted:
         yield _source_scan_result(config)
 

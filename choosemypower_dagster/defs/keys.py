@@ -20,6 +20,9 @@ API_POOL = "comparepower_api"
 #: Metadata key of the warnings a plan refresh raised (read by the refresh command's summary).
 REFRESH_WARNINGS = "refresh_warnings"
 
+#: Metadata key of the plans a refresh refused to publish for an impossible price (errors).
+REJECTED_PLANS = "rejected_plans"
+
 #: The operator's checks, on city_plans (where an engineer looks first). Every check on
 #: city_plans runs in the `health_checks` job (after every refresh and hourly), never inside
 #: a refresh run, where it would be skipped: the refresh records city_plans partitions as

@@ -26,6 +26,12 @@ JOB_KIND_TAG = "choosemypower/kind"  # e.g. maintenance
 # whose process was killed (left STARTED forever, holding its pool slot) from a live one.
 PID_TAG = "choosemypower/pid"
 HOST_TAG = "choosemypower/host"
+# A failed run's alert: `delivered`, `logged` (no webhook set) or `pending` (the webhook did
+# not take it: retried with backoff by `retry_undelivered_alerts` and the command).
+ALERT_TAG = "choosemypower/alert"
+ALERT_ATTEMPTS_TAG = "choosemypower/alert_attempts"
+ALERT_RETRY_AT_TAG = "choosemypower/alert_retry_at"  # ISO time of the next attempt (UTC)
+ALERT_ERROR_TAG = "choosemypower/alert_error"  # why the last attempt failed
 
 
 def trigger_tags(name: str | None, kind: str = "schedule") -> dict[str, str]:

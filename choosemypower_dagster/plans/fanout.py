@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from choosemypower_dagster.catalog.tdsps import Tdsp, tdsps_by_duns
 from choosemypower_dagster.comparepower.client import ComparePowerClient
 from choosemypower_dagster.comparepower.parsing import PlanRecord
+from choosemypower_dagster.lib.display import markdown_row
 from choosemypower_dagster.plans.source import CLOCK_SKEW_LIMIT, LoadResult, load_tdsp_plans
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster.warehouse.writes import (
@@ -76,6 +77,14 @@ class RefreshTotals:
             return {}
         return {d: p.skipped for d, p in self.load.plans.items() if p.skipped}
 
+    @property
+    def impossible_plans(self) -> list[str]:
+        """Each plan skipped for an impossible price, with its TDSP: not published, an error."""
+        if not self.load:
+            return []
+        plans = sorted(self.load.plans.items())
+        return [f"TDSP {duns}: {why}" for duns, p in plans for why in p.impossible]
+
 
 def load_targets(conn: sa.Connection, slugs: Sequence[str]) -> dict[str, CityTarget]:
     """The cities among `slugs` that are in the warehouse catalog."""
@@ -111,8 +120,15 @@ def plan_figures(
     rates = sorted(p.rate_1000 for p in plans)
     cheapest = sorted(plans, key=lambda p: (p.rate_1000, p.external_id))[:3]
     preview = "\n".join(
-        f"| {p.provider_name} | {p.name} | {label(p.tdsp_duns)} | {p.term_months or ''} "
-        f"| {p.rate_1000 * 100:.1f} |"
+        markdown_row(
+            [
+                p.provider_name,
+                p.name,
+                label(p.tdsp_duns),
+                p.term_months or "",
+                f"{p.rate_1000 * 100:.1f}",
+            ]
+        )
         for p in cheapest
     )
     extra: dict[str, Any] = {}

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from choosemypower_dagster.comparepower.client import ComparePowerClient, FetchResult
 from choosemypower_dagster.comparepower.errors import ComparePowerError, MalformedResponseError
-from choosemypower_dagster.comparepower.parsing import PlanRecord, parse_plans
+from choosemypower_dagster.comparepower.parsing import ParseResult, PlanRecord, parse_plans
 from choosemypower_dagster.lib.redact import upstream_excerpt
 from choosemypower_dagster.plans.plausibility import (
     BOUNDS,
@@ -40,6 +40,8 @@ class TdspPlans:
     origin: str  # "api" or "sandbox": who produced the data
     from_cache: bool
     fetched_at: datetime
+    #: The skipped plans whose price cannot be (also in `skipped`): reported as errors.
+    impossible: list[str] = field(default_factory=list)
 
     @property
     def source(self) -> str:
@@ -95,14 +97,12 @@ def _as_utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _usable(
-    tdsp_duns: str, payload: object, profile: UsageProfile
-) -> tuple[list[PlanRecord], list[str]]:
+def _usable(tdsp_duns: str, payload: object, profile: UsageProfile) -> ParseResult:
     parsed = parse_plans(payload, tdsp_duns, profile)
     if not parsed.plans:
         detail = f" ({len(parsed.skipped)} skipped: {parsed.skipped[:3]})" if parsed.skipped else ""
         raise MalformedResponseError(f"TDSP {tdsp_duns}: the API returned no usable plans{detail}")
-    return parsed.plans, parsed.skipped
+    return parsed
 
 
 def _unexpected(tdsp_duns: str, doing: str, exc: BaseException) -> str:
@@ -110,9 +110,7 @@ def _unexpected(tdsp_duns: str, doing: str, exc: BaseException) -> str:
     return f"TDSP {tdsp_duns}: {type(exc).__name__} while {doing}: {upstream_excerpt(str(exc))}"
 
 
-def _parsed(
-    tdsp_duns: str, payload: object, profile: UsageProfile
-) -> tuple[list[PlanRecord], list[str]] | str:
+def _parsed(tdsp_duns: str, payload: object, profile: UsageProfile) -> ParseResult | str:
     """The usable plans of an answer, or the reason (any error) why it has none."""
     try:
         return _usable(tdsp_duns, payload, profile)
@@ -172,7 +170,8 @@ def load_tdsp_plans(
     with warehouse.begin() as conn:
         failures = {} if force else tdsp_failures_since(conn, wanted, fresh_after)
         for duns in wanted:
-            row = None if force else cache_lookup(conn, cache_key(duns), fresh_after)
+            key = cache_key(duns, client.plans_request(duns))
+            row = None if force else cache_lookup(conn, key, fresh_after)
             if row is None:
                 to_fetch.append(duns)
                 continue
@@ -186,12 +185,14 @@ def load_tdsp_plans(
                 to_fetch.append(duns)
                 continue
             try:
-                plans, skipped = _usable(duns, json.loads(row.body), profile)
+                parsed = _usable(duns, json.loads(row.body), profile)
             except Exception:  # noqa: BLE001 - a cache row we cannot use is simply refetched
                 to_fetch.append(duns)
                 continue
             result.cache_hits += 1
-            result.plans[duns] = TdspPlans(duns, plans, skipped, row.source, True, fetched_at)
+            result.plans[duns] = TdspPlans(
+                duns, parsed.plans, parsed.skipped, row.source, True, fetched_at, parsed.impossible
+            )
     result.now = now
     if not to_fetch:
         return result
@@ -230,14 +231,22 @@ def load_tdsp_plans(
         if isinstance(usable, str):
             result.errors[duns] = usable
             continue
-        plans, skipped = usable
+        plans = usable.plans
         problem = bounds.problem(accepted.get(duns, 0), len(plans))
         if problem and not accept_plan_count_change:
             result.errors[duns] = f"TDSP {duns}: {refusal_reason(problem)}"
             continue
         with warehouse.begin() as conn:
             cache_store(
-                conn, cache_key(duns), duns, fetched.url, fetched.source, fetched.body, stamp
+                conn,
+                cache_key(duns, client.plans_request(duns)),
+                duns,
+                fetched.url,
+                fetched.source,
+                fetched.body,
+                stamp,
             )
-        result.plans[duns] = TdspPlans(duns, plans, skipped, fetched.source, False, stamp)
+        result.plans[duns] = TdspPlans(
+            duns, plans, usable.skipped, fetched.source, False, stamp, usable.impossible
+        )
     return result

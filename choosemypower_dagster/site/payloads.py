@@ -447,7 +447,7 @@ def build_site_files(
     `profile` is the typical year the plans' typical-home figures were priced over (named in
     build-summary.json); default the configured one. `kept_previous` are the cities whose
     latest refresh failed: their files carry their previous plans, and build-summary.json
-    names them.
+    names those of them the export lists (a city dropped from the catalog meanwhile is not).
     """
     out = SiteFiles()
     profile = profile or configured_profile()
@@ -567,7 +567,7 @@ def build_site_files(
     }
     out.files[SUMMARY_FILE] = dumps(
         _build_summary(out, refresh, source, sandbox, price_changes, cheapest, now, profile)
-        | {"citiesKeptPrevious": sorted(kept_previous)}
+        | {"citiesKeptPrevious": sorted(set(kept_previous) & {c.slug for c in cities})}
     )
     return out
 

@@ -1,11 +1,14 @@
 """The response cache: each TDSP's last good API answer, kept with its fetch time.
 
 A run reuses a response younger than the TTL instead of calling the API (database-first);
-the weekly maintenance prunes older ones.
+the weekly maintenance prunes older ones. A row is keyed by the request it answers (the API's
+base URL, path and query, hashed), so a refresh against another API never meets this one's
+answers (e.g. the sandbox's, left by `make demo`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,9 +19,10 @@ from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster.warehouse.upsert import upsert
 
 
-def cache_key(tdsp_duns: str) -> str:
-    """The cache row of a TDSP's current plans."""
-    return f"plans/current:{tdsp_duns}"
+def cache_key(tdsp_duns: str, request: str) -> str:
+    """The cache row of a TDSP's current plans as `request` (URL with its query) asks them."""
+    digest = hashlib.sha256(request.encode()).hexdigest()[:16]
+    return f"plans/current:{tdsp_duns}@{digest}"
 
 
 def cache_lookup(conn: sa.Connection, cache_key: str, fresh_after: datetime) -> Any:
@@ -66,7 +70,9 @@ class CachedResponse:
 
 
 def cached_responses(conn: sa.Connection) -> list[CachedResponse]:
-    """Every TDSP's last stored answer, by DUNS (what the upstream checks read)."""
+    """Every TDSP's last stored answer, by DUNS (what the upstream checks read): the newest
+    when answers of more than one API are kept."""
     c = t.api_response_cache.c
-    rows = conn.execute(sa.select(c.tdsp_duns, c.fetched_at, c.body).order_by(c.tdsp_duns))
-    return [CachedResponse(*row) for row in rows]
+    query = sa.select(c.tdsp_duns, c.fetched_at, c.body).order_by(c.tdsp_duns, c.fetched_at)
+    latest = {row.tdsp_duns: CachedResponse(*row) for row in conn.execute(query)}
+    return list(latest.values())

@@ -14,6 +14,12 @@ for every TDSP except those given an odd answer, chosen per TDSP:
 - `echo_401`: a 401 whose body echoes the request's Authorization header and URL, as some
   APIs' debug pages do.
 
+`edits` maps a TDSP to a function of its good plan list that returns the list to serve (odd
+values in otherwise good plans).
+
+`on_request`, when set, is called with the TDSP of each plan request before it is answered
+(to make something happen mid-run, at a known point).
+
 `date_offset` shifts the Date header it sends (None: no Date header at all), to play an API
 whose clock disagrees with ours.
 """
@@ -25,6 +31,7 @@ import threading
 import time
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from functools import cache
@@ -73,6 +80,8 @@ class HostileApi:
         self.seed = seed
         self.price_epoch = price_epoch
         self.modes: dict[str, str] = {}
+        self.edits: dict[str, Callable[[list[dict[str, Any]]], list[dict[str, Any]]]] = {}
+        self.on_request: Callable[[str], None] | None = None
         self.date_offset: timedelta | None = timedelta(0)
         self.drip_interval_s = 1.0
         self.requests: Counter[str] = Counter()
@@ -104,8 +113,10 @@ class HostileApi:
         self.modes[duns] = mode
 
     def plans(self, duns: str) -> list[dict[str, Any]]:
-        """The good plan list of a TDSP, as the sandbox serves it."""
-        return json.loads(build_universe(self.seed, self.price_epoch).payload(duns))
+        """The plan list of a TDSP, as the sandbox serves it, then edited (`edits`)."""
+        plans = json.loads(build_universe(self.seed, self.price_epoch).payload(duns))
+        edit = self.edits.get(duns)
+        return edit(plans) if edit else plans
 
     def record(self, duns: str, authorization: str | None) -> None:
         with self._lock:
@@ -153,6 +164,8 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         duns = query.get("tdsp_duns", "")
         api.record(duns, self.headers.get("Authorization"))
+        if api.on_request is not None:
+            api.on_request(duns)
         mode = api.modes.get(duns, "good")
         plans = api.plans(duns)
         good = json.dumps(plans).encode()

@@ -26,6 +26,7 @@ from choosemypower_dagster.defs.keys import (
     PLANS_GROUP,
     PROVIDERS,
     REFRESH_WARNINGS,
+    REJECTED_PLANS,
     TEXAS_CITIES,
 )
 from choosemypower_dagster.defs.metadata import (
@@ -44,7 +45,7 @@ from choosemypower_dagster.defs.partitions import (
 from choosemypower_dagster.defs.resources import WarehouseResource
 from choosemypower_dagster.lib.display import cents, markdown_table
 from choosemypower_dagster.plans.fanout import RefreshTotals, refresh_cities
-from choosemypower_dagster.settings import CACHE_TTL_MINUTES
+from choosemypower_dagster.settings import CACHE_TTL_MINUTES, MINUTES_PER_YEAR
 from choosemypower_dagster.warehouse import rollups, schema, tdsp_rollups
 from choosemypower_dagster.warehouse.refresh_log import write_refresh_log
 from choosemypower_dagster.warehouse.stats import row_count, tdsp_plan_figures
@@ -133,7 +134,7 @@ PROVIDERS_SPEC = dg.AssetSpec(
 def _summaries_result(
     warehouse: WarehouseResource,
     now: datetime,
-    warnings: list[str],
+    notes: dict[str, Any],
     run_figures: dict[str, Any],
 ) -> tuple[dg.MaterializeResult, pd.DataFrame]:
     """The summaries' materialization, with the run's and each TDSP's figures the UI plots,
@@ -169,7 +170,7 @@ def _summaries_result(
             "cheapest_rate_1000_cents": cents(frame["rate_1000_min"].min()),
             "cheapest_typical_year_cents": cents(frame["cheapest_typical_rate"].min()),
             "preview": md(markdown_table(rows, list(rows[0]) if rows else ["city"])),
-            **({REFRESH_WARNINGS: dg.MetadataValue.json(warnings)} if warnings else {}),
+            **notes,
             **_per_tdsp_metadata(by_tdsp, tdsp_rows),
             **health_metadata(
                 run_figures, per_tdsp, {d: x.abbreviation for d, x in tdsps_by_duns().items()}
@@ -240,6 +241,16 @@ def _partition_metadata(city: dict[str, Any], api_base_url: str) -> dict[str, An
     return shown
 
 
+def _run_notes(warnings: list[str], rejected: list[str]) -> dict[str, Any]:
+    """The run's warnings and the plans it refused as impossible, for the command's summary."""
+    notes: dict[str, Any] = {}
+    if warnings:
+        notes[REFRESH_WARNINGS] = dg.MetadataValue.json(warnings)
+    if rejected:
+        notes[REJECTED_PLANS] = dg.MetadataValue.json(rejected)
+    return notes
+
+
 def _run_metadata(totals: RefreshTotals, requested: int, seconds: float) -> dict[str, Any]:
     load = totals.load
     writes = totals.writes.values()
@@ -284,8 +295,11 @@ def refresh_city_plans(
     started = time.monotonic()
     started_at = datetime.now(UTC)
     ttl = config.cache_ttl_minutes
-    if not math.isfinite(ttl) or ttl < 0:
-        raise dg.Failure(f"cache_ttl_minutes must be a number of minutes >= 0, got {ttl!r}")
+    if not math.isfinite(ttl) or not 0 <= ttl <= MINUTES_PER_YEAR:
+        raise dg.Failure(
+            f"cache_ttl_minutes must be a number of minutes from 0 to {MINUTES_PER_YEAR} "
+            f"(a year), got {ttl!r}"
+        )
     selected = context.selected_asset_keys
     totals = RefreshTotals()
     warnings: list[str] = []
@@ -313,14 +327,15 @@ def refresh_city_plans(
         warnings[:0] = totals.load.warnings() if totals.load else []
         for warning in warnings:
             context.log.warning(warning)
+        for rejected in totals.impossible_plans:
+            context.log.error(f"not published: {rejected}")
+    notes = _run_notes(warnings, totals.impossible_plans)
 
     run_meta = _run_metadata(totals, len(slugs), time.monotonic() - started)
     now = datetime.now(UTC)
     city_plans = None  # read once by the summaries, shared with the providers
     if CITY_SUMMARIES in selected:
-        summaries, city_plans = _summaries_result(
-            warehouse, now, warnings, run_meta if slugs else {}
-        )
+        summaries, city_plans = _summaries_result(warehouse, now, notes, run_meta if slugs else {})
         yield summaries
     if PROVIDERS in selected:
         yield _providers_result(warehouse, now, city_plans)
@@ -346,7 +361,7 @@ def refresh_city_plans(
                 },
             )
     context.log.info("refresh totals: " + json.dumps(run_meta))
-    yield from plan_check_results(context, config, warehouse)
+    yield from plan_check_results(context, config, warehouse, totals.impossible_plans)
     if totals.failed:
         reasons = sorted(set(totals.failed.values()))
         shown = sorted(totals.failed)[:20]
@@ -358,7 +373,7 @@ def refresh_city_plans(
             ),
             metadata={
                 **run_meta,
-                **({REFRESH_WARNINGS: dg.MetadataValue.json(warnings)} if warnings else {}),
+                **notes,
                 "failed_cities": dg.MetadataValue.json(dict(sorted(totals.failed.items()))),
                 "failed_tdsps": dg.MetadataValue.json(
                     dict(sorted(totals.load.errors.items())) if totals.load else {}

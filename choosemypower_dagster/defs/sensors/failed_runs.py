@@ -5,15 +5,21 @@ Runs launched by the daemon or the UI belong to this code location; the refresh 
 its jobs in process, so its runs belong to none, and a sensor that watches only its own code
 location never sees them. This one watches every run and alerts on those of this project's
 jobs, its own code location's and the command's alike, once each.
+
+Each alert's fate is recorded on its run (`ALERT_TAG`): an alert the webhook did not take
+(no answer by the deadline, an error status) is `pending`, and `retry_undelivered_alerts`
+(or the next refresh command) sends it again with backoff, rebuilt from the run's event log,
+until it is delivered: once.
 """
 
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
 
-from choosemypower_dagster.alerts.webhook import deliver_alert
+from choosemypower_dagster.alerts.webhook import Delivery, send_alert
 from choosemypower_dagster.checks.health import day_figures
 from choosemypower_dagster.defs.jobs import (
     CITY_JOB,
@@ -24,6 +30,10 @@ from choosemypower_dagster.defs.jobs import (
 )
 from choosemypower_dagster.defs.resources import WarehouseResource
 from choosemypower_dagster.defs.tags import (
+    ALERT_ATTEMPTS_TAG,
+    ALERT_ERROR_TAG,
+    ALERT_RETRY_AT_TAG,
+    ALERT_TAG,
     RANGE_END_TAG,
     RANGE_START_TAG,
     TIERS_TAG,
@@ -104,7 +114,77 @@ def report_failed_runs(context: dg.RunFailureSensorContext, warehouse: Warehouse
         return
     payload = failure_payload(context)
     payload["refresh_health"] = health_report(warehouse)
-    deliver_alert(payload, log=context.log)
+    alert_run(context.instance, context.dagster_run, payload, log=context.log)
+
+
+#: First wait before a pending alert is sent again; it doubles with each attempt, to the max.
+ALERT_RETRY_FIRST = timedelta(minutes=1)
+ALERT_RETRY_MAX = timedelta(hours=1)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """The wait after `attempts` failed deliveries: 1, 2, 4 ... minutes, at most an hour."""
+    return min(ALERT_RETRY_FIRST * 2 ** max(0, min(attempts - 1, 16)), ALERT_RETRY_MAX)
+
+
+def alert_run(
+    instance: dg.DagsterInstance,
+    run: dg.DagsterRun,
+    payload: dict[str, Any],
+    now: datetime | None = None,
+    log: Any = None,
+) -> Delivery:
+    """Send a failed run's alert and record on the run what became of it (see ALERT_TAG)."""
+    delivery = send_alert(payload, log=log)
+    now = now or datetime.now(UTC)
+    if delivery.delivered:
+        tags = {ALERT_TAG: "delivered", ALERT_ERROR_TAG: ""}
+    elif not delivery.retry:
+        tags = {ALERT_TAG: "logged"}
+    else:
+        attempts = int(run.tags.get(ALERT_ATTEMPTS_TAG, "0") or 0) + 1
+        tags = {
+            ALERT_TAG: "pending",
+            ALERT_ATTEMPTS_TAG: str(attempts),
+            ALERT_RETRY_AT_TAG: (now + retry_delay(attempts)).isoformat(timespec="seconds"),
+            ALERT_ERROR_TAG: delivery.reason[:200],
+        }
+    instance.add_run_tags(run.run_id, tags)
+    return delivery
+
+
+def stored_failure_payload(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dict[str, Any]:
+    """A failed run's alert rebuilt from its event log (as the sensor's context gives it)."""
+    kinds = {dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}
+    events = [e.dagster_event for e in instance.all_logs(run.run_id, of_type=kinds)]
+    steps = [e for e in events if e is not None and e.is_step_failure]
+    failure = next(
+        (e for e in events if e is not None and e.event_type == dg.DagsterEventType.RUN_FAILURE),
+        None,
+    )
+    return run_failure_payload(run, steps, failure.message if failure else None)
+
+
+def retry_pending_alerts(
+    instance: dg.DagsterInstance,
+    warehouse: Any,
+    now: datetime | None = None,
+    log: Any = None,
+    limit: int = 50,
+) -> dict[str, Delivery]:
+    """Send again each pending alert whose retry time has come; run id -> what became of it."""
+    now = now or datetime.now(UTC)
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={ALERT_TAG: "pending"}), limit=limit)
+    done: dict[str, Delivery] = {}
+    for run in runs:
+        due = run.tags.get(ALERT_RETRY_AT_TAG)
+        if due and datetime.fromisoformat(due) > now:
+            continue
+        payload = stored_failure_payload(instance, run)
+        payload["refresh_health"] = health_report(warehouse)
+        payload["retried"] = int(run.tags.get(ALERT_ATTEMPTS_TAG, "0") or 0)
+        done[run.run_id] = alert_run(instance, run, payload, now, log)
+    return done
 
 
 def health_report(warehouse: WarehouseResource) -> dict[str, Any]:
