@@ -22,6 +22,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
+from choosemypower_dagster.catalog.cities import City
 from choosemypower_dagster.comparepower import pacing as throttle
 from choosemypower_dagster.comparepower.client import ComparePowerClient
 from choosemypower_dagster.defs.assets.plans import refresh_city_plans
@@ -140,6 +141,24 @@ def warehouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def warehouse(warehouse_url: str) -> WarehouseResource:
     return WarehouseResource(url=warehouse_url)
+
+
+def every_tdsp_window(cities: list[City]) -> list[City]:
+    """The shortest run of consecutive cities (in key order) that every TDSP serves some of:
+    keys are grouped by TDSP inside a tier, so it spans where one TDSP's cities meet the
+    next's."""
+    wanted = {d for c in cities for d in c.tdsp_duns}
+    best: list[City] | None = None
+    for start in range(len(cities)):
+        seen: set[str] = set()
+        for end in range(start, len(cities)):
+            seen.update(cities[end].tdsp_duns)
+            if seen == wanted:
+                if best is None or end - start + 1 < len(best):
+                    best = cities[start : end + 1]
+                break
+    assert best is not None, "no run of cities is served by every TDSP"
+    return best
 
 
 def fast_client(base_url: str, **overrides: Any) -> ComparePowerClient:

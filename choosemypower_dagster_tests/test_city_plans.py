@@ -26,6 +26,7 @@ from choosemypower_dagster.sandbox import SandboxConfig, SandboxServer
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster.warehouse.ids import object_id_problem
 from choosemypower_dagster_tests.conftest import (
+    every_tdsp_window,
     fast_client,
     materialize_catalog,
     materialize_cities,
@@ -169,19 +170,8 @@ def failed_cities(result: dg.ExecuteInProcessResult) -> dict[str, str]:
 
 
 def leading_range(catalog: list[City]) -> list[City]:
-    """The shortest key range served by every TDSP (keys are grouped by TDSP inside a tier,
-    so it spans the groups where one TDSP's cities meet the next's)."""
-    best: list[City] | None = None
-    for start in range(len(catalog)):
-        seen: set[str] = set()
-        for end in range(start, len(catalog)):
-            seen.update(catalog[end].tdsp_duns)
-            if seen >= set(ALL_DUNS):
-                if best is None or end - start + 1 < len(best):
-                    best = catalog[start : end + 1]
-                break
-    assert best is not None
-    return best
+    """A key range served by every TDSP: the shortest one."""
+    return every_tdsp_window(catalog)
 
 
 def single_tdsp_pair(catalog: list[City], tier: str) -> tuple[list[str], str]:

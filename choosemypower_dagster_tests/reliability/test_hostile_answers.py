@@ -16,17 +16,17 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from choosemypower_dagster.catalog.cities import load_catalog
 from choosemypower_dagster.catalog.tdsps import load_tdsps, tdsps_by_duns
 from choosemypower_dagster.comparepower.errors import MalformedResponseError
 from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
 from choosemypower_dagster.plans.plausibility import BOUNDS, accepted_plan_counts
-from choosemypower_dagster_tests.conftest import fast_client, range_tags
+from choosemypower_dagster_tests.conftest import every_tdsp_window, fast_client, range_tags
 from choosemypower_dagster_tests.reliability.hostile import HostileApi
 from choosemypower_dagster_tests.reliability.support import (
     availability,
     catalog_tdsps,
     failure_data,
-    key_slice,
     materialized_cities,
 )
 from choosemypower_dagster_tests.test_site_export import (
@@ -38,7 +38,7 @@ from choosemypower_dagster_tests.test_site_export import (
 
 pytestmark = pytest.mark.reliability
 
-CITIES = key_slice(0, 25)  # the largest cities: every TDSP serves some of them
+CITIES = [c.slug for c in every_tdsp_window(load_catalog())]  # every TDSP serves some
 DUNS = sorted(t.duns for t in load_tdsps())
 MB = 1024 * 1024
 
