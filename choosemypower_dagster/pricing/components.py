@@ -469,6 +469,25 @@ def rate_type(
     return "variable" if term < 2 else "fixed"
 
 
+# -- what a year's figure can promise ----------------------------------------------------------
+
+#: The shortest contract whose price is known for a whole typical year.
+YEAR_TERM_MONTHS = 12
+
+
+def price_known_for_year(rate_type: str | None, term_months: float | None, exact: bool) -> bool:
+    """True when a plan's typical-year cost is a price, not a projection: a fixed rate for 12
+    months or more whose components reproduce its quotes. A month-to-month, indexed or
+    time-of-use plan's year is its current price projected over twelve months, which nobody
+    can promise; such a plan never wins a "for a year" headline."""
+    return (
+        bool(exact)
+        and rate_type == "fixed"
+        and term_months is not None
+        and term_months >= YEAR_TERM_MONTHS
+    )
+
+
 # -- the API's quotes ----------------------------------------------------------------------------
 
 
