@@ -166,8 +166,9 @@ def _summaries_result(
             "rows_written": int(written),
             "cities_with_plans": int(len(covered)),
             "cities_without_plans": int(written - len(covered)),
-            "cheapest_rate_1000_cents": cents(frame["rate_1000_min"].min()),
-            "cheapest_typical_year_cents": cents(frame["cheapest_typical_rate"].min()),
+            # over the per-TDSP rows: a multi-TDSP city's row has no cheapest figures
+            "cheapest_rate_1000_cents": cents(by_tdsp["rate_1000_min"].min()),
+            "cheapest_typical_year_cents": cents(by_tdsp["cheapest_typical_rate"].min()),
             "preview": md(markdown_table(rows, list(rows[0]) if rows else ["city"])),
             **({REFRESH_WARNINGS: dg.MetadataValue.json(warnings)} if warnings else {}),
             **_per_tdsp_metadata(by_tdsp, tdsp_rows),
@@ -214,7 +215,7 @@ def _providers_result(
             "provider": r["name"],
             "plans": int(r["plan_count"]),
             "cities": int(r["cities_reached"]),
-            "cheapest ¢": cents(r["cheapest_rate_1000"]),
+            "statewide cheapest ¢": cents(r["cheapest_rate_1000"]),
         }
         for r in active.head(10).to_dict("records")
     ]
@@ -225,7 +226,9 @@ def _providers_result(
             "rows_written": written,
             "active_providers": int(len(active)),
             "inactive_providers": int(written - len(active)),
-            "preview": md(markdown_table(rows, ["provider", "plans", "cities", "cheapest ¢"])),
+            "preview": md(
+                markdown_table(rows, ["provider", "plans", "cities", "statewide cheapest ¢"])
+            ),
         },
     )
 
