@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from choosemypower_dagster.pricing.components import price_known_for_year
 from choosemypower_dagster.pricing.profile import MONTHS, UsageProfile, configured_profile
+from choosemypower_dagster.site.publish import EXPORT_ID_STAMP
 from choosemypower_dagster.warehouse import schema as t
 
 USAGES = t.USAGES
@@ -521,6 +522,13 @@ def _plans_file_territory(city: Any, territory: Territory, asks: Asks) -> bytes:
     )
 
 
+def _plans_file_stamps(summary: Any) -> bytes:
+    """The end of a plan file: when its city's plans were refreshed, and the export that
+    wrote it (`publish` puts the id in place of the stamp; see `EXPORT_ID_STAMP`)."""
+    refreshed = iso(summary["plans_refreshed_at"]) if summary is not None else None
+    return b',"plansRefreshedAt":' + dumps(refreshed) + b',"exportId":"' + EXPORT_ID_STAMP + b'"}'
+
+
 def _zip_index(cities: list[Any], territory: Territory, asks: dict[str, Asks]) -> bytes:
     """zip-tdsp-tx.json: every ZIP of a listed city to its type, TDSPs, city pages, the
     public-power utilities of those pages, and whether the site needs the address: a home
@@ -617,7 +625,7 @@ def build_site_files(
                 + b",".join(encoded[pid] for pid in ids)
                 + b"]"
                 + _plans_file_territory(city, territory, asks[city.slug])
-                + b"}"
+                + _plans_file_stamps(summaries.get(city.slug))
             )
             plan_files += 1
         summary = summaries.get(city.slug)
@@ -697,9 +705,14 @@ def build_site_files(
         "multi_tdsp_cities": sum(len(_city_duns(c)) > 1 for c in cities),
         "zip_codes": len({z for c in cities for z, _, _ in territory.zips.get(c.slug, [])}),
     }
-    out.files[SUMMARY_FILE] = dumps(
-        _build_summary(out, refresh, source, sandbox, price_changes, cheapest, now, profile)
-        | {"citiesKeptPrevious": sorted(kept_previous)}
+    out.files[SUMMARY_FILE] = (
+        dumps(
+            _build_summary(out, refresh, source, sandbox, price_changes, cheapest, now, profile)
+            | {"citiesKeptPrevious": sorted(kept_previous)}
+        )[:-1]
+        + b',"exportId":"'
+        + EXPORT_ID_STAMP
+        + b'"}'
     )
     return out
 
