@@ -159,7 +159,7 @@ def _plan_entry(row: Any) -> dict[str, Any]:
         "usageSensitive": bool(row.usage_sensitive),
         "creditWindowKwh": _window(row.credit_from_kwh, row.credit_to_kwh),
         "annualCostTypicalHome": row.annual_cost_typical,
-        "effectiveRateTypicalHome": _cents(row.typical_rate),
+        "effectiveRateTypicalHomeCents": _cents(row.typical_rate),
         "typicalYearIsProjection": _projection(row),
         "tdspDuns": row.tdsp_duns,
         "eflUrl": row.efl_url,
@@ -221,7 +221,7 @@ def _provider_entry(row: Any) -> dict[str, Any]:
                 if item["cheapest_typical_plan_id"] is None
                 else {
                     "planId": item["cheapest_typical_plan_id"],
-                    "effectiveRateTypicalHome": _cents(item["cheapest_typical_rate"]),
+                    "effectiveRateTypicalHomeCents": _cents(item["cheapest_typical_rate"]),
                     "annualCostTypicalHome": item["cheapest_typical_annual_cost"],
                 },
             }
@@ -335,7 +335,7 @@ def _typical_cheapest(
     plan_id = s["cheapest_typical_plan_id"]
     return {
         "planId": plan_id,
-        "effectiveRateTypicalHome": _cents(s.get("cheapest_typical_rate")),
+        "effectiveRateTypicalHomeCents": _cents(s.get("cheapest_typical_rate")),
         "annualCostTypicalHome": s.get("cheapest_typical_annual_cost"),
         **_flags(plan_id, facts, profile),
     }
