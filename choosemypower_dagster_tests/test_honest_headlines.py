@@ -15,6 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import dagster as dg
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -155,6 +156,20 @@ def test_the_sandbox_writes_both_encodings_and_prices_alike() -> None:
         for a, b in zip(null.plans[tdsp.duns], sentinel.plans[tdsp.duns], strict=True):
             assert a["expected_prices"] == b["expected_prices"]
             assert parse_components(a["components"]) == parse_components(b["components"])
+
+
+def test_the_open_ranges_switch_changes_what_is_served_over_http(sandbox) -> None:
+    duns = build_universe(0, 0).tdsps[0].duns
+    with httpx.Client(base_url=sandbox.url) as client:
+
+        def served() -> bytes:
+            return client.get("/api/plans/current", params={"tdsp_duns": duns}).content
+
+        assert b'"max":null' in served() and b'"max":999999' not in served()  # mixed: null here
+        answer = client.post("/__sandbox/config", json={"open_ranges": "sentinel"})
+        assert answer.status_code == 200 and answer.json()["open_ranges"] == "sentinel"
+        assert b'"max":999999' in served() and b'"max":null' not in served()
+        assert client.post("/__sandbox/config", json={"open_ranges": "1e6"}).status_code == 400
 
 
 # -- a refresh against an API that writes open ranges as 999999 --------------------------------
