@@ -117,7 +117,8 @@ PROVIDERS_SPEC = dg.AssetSpec(
     PROVIDERS,
     description=(
         "Retail providers with active plan counts (total and per TDSP), TDSPs served, cities "
-        "reached and cheapest rate; providers with no active plan are kept, marked inactive. "
+        "reached, and per TDSP the cheapest rate and typical-year plan; providers with no "
+        "active plan are kept, marked inactive. "
         "Refreshed in the same run as the plans (under 2 hours old)."
     ),
     deps=[CITY_PLANS],
