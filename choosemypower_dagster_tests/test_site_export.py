@@ -41,7 +41,8 @@ PRICING_KEYS = {
     "usageSensitive",
     "creditWindowKwh",
     "annualCostTypicalHome",
-    "effectiveRateTypicalHome",
+    "effectiveRateTypicalHomeCents",
+    "typicalYearIsProjection",
 }
 FIXED_FILES = {
     "cities-tx.json",
@@ -188,7 +189,7 @@ def test_city_refresh_exports_every_city_with_camel_case_keys(resources, sandbox
             assert set(plan["tdspCharges"]) == {"dollarsPerMonth", "centsPerKwh"}
             if plan["pricingExact"]:
                 year = plan["annualCostTypicalHome"]
-                assert plan["effectiveRateTypicalHome"] == pytest.approx(
+                assert plan["effectiveRateTypicalHomeCents"] == pytest.approx(
                     year / sum(profile["monthlyKwh"]) * 100, abs=0.01
                 )
             if plan["billCredits"] or any(
@@ -486,11 +487,14 @@ def test_the_export_says_where_plans_can_be_bought(resources, sandbox, export_di
         assert (entry["coverage"], entry["publicPower"], entry["needsZip"]) == ("full", [], False)
         assert entry["competitiveShare"] == 1.0 and entry["competitiveShareNote"] is None
 
-    # Pearland: two TDSPs, so every cheapest figure is per TDSP and the site asks for the ZIP
+    # Pearland: two TDSPs, so every cheapest figure and rate statistic is per TDSP and the
+    # site asks for the ZIP
     pearland, plans = cities["pearland-tx"], files["plans-pearland-tx.json"]
     assert pearland["needsZip"] is True and plans["needsZip"] is True
     assert pearland["primaryTdspDuns"] is None  # a real tie
-    assert all(pearland[k] in (None, []) for k in pearland if k.startswith("cheapest"))
+    per_tdsp_only = ("cheapest", "median", "average", "highest")
+    assert all(pearland[k] in (None, []) for k in pearland if k.startswith(per_tdsp_only))
+    assert pearland["planCount"] == len(plans["plans"])
     assert pearland["cheapestPlanByTerm"] == []
     assert set(plans["zipTdsps"]) == {z.zip for z in catalog["pearland-tx"].standard_zips}
     for summary in pearland["tdspSummaries"]:

@@ -21,11 +21,12 @@ def test_an_outage_costs_one_retry_run_one_backfill_run_and_every_failure_is_ale
     assert figures.retry_runs_by_status == {"FAILURE": 1}
     assert figures.retry_api_calls_to_failed_tdsp >= 1
 
-    # after the partial failure every check was evaluated: none "execution failed"; the one
-    # failure allowed is the sandbox's deliberate foreign plan (a WARN)
+    # after the partial failure every check was evaluated: none "execution failed"; the
+    # failures allowed are the sandbox's deliberate WARNs (its foreign plan, its usage-sensitive
+    # headline plans, its providers' prices differing by TDSP)
     statuses = figures.checks_after_partial_failure
     assert set(statuses) <= {"SUCCEEDED", "FAILED"}, statuses
-    assert statuses.get("FAILED", 0) <= 1 and statuses["SUCCEEDED"] >= 12, statuses
+    assert statuses.get("FAILED", 0) <= 3 and statuses["SUCCEEDED"] >= 12, statuses
 
     # the site was not frozen: the refreshed cities published, the failed ones kept theirs
     assert figures.export_after_partial_failure["kept_previous_cities"] == failed

@@ -29,7 +29,12 @@ from typing import Any
 from choosemypower_dagster.comparepower import bounds
 from choosemypower_dagster.comparepower.errors import MalformedResponseError
 from choosemypower_dagster.pricing import components as pricing
-from choosemypower_dagster.pricing.profile import UsageProfile, annual_cost, load_profile
+from choosemypower_dagster.pricing.profile import (
+    UsageProfile,
+    annual_cost,
+    load_profile,
+    worst_month,
+)
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,8 @@ class PlanRecord:
     credit_to_kwh: float | None = None
     annual_cost_typical: float | None = None  # dollars over the usage profile's year
     typical_rate: float | None = None  # $/kWh over that year
+    worst_month_kwh: float | None = None  # the typical year's dearest month ($/kWh): its usage
+    worst_month_cost: float | None = None  # and its bill, dollars
 
     @property
     def price_fingerprint(self) -> str:
@@ -255,7 +262,13 @@ def _pricing_fields(
         )
     if exact:
         cost = annual_cost(charges, profile)
-        fields.update(annual_cost_typical=round(cost, 2), typical_rate=cost / profile.annual_kwh)
+        worst = worst_month(charges, profile)
+        fields.update(
+            annual_cost_typical=round(cost, 2),
+            typical_rate=cost / profile.annual_kwh,
+            worst_month_kwh=worst.kwh,
+            worst_month_cost=round(worst.dollars, 2),
+        )
     return fields
 
 

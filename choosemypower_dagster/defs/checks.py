@@ -13,6 +13,8 @@ query per city):
   ids that are not ObjectIds, quoted prices that disagree with the components, rates outside
   a plausible band or below the TDSP's delivery charges, plans listed under another TDSP, and
   fields of the API's answers the parser does not know.
+- headlines (WARN, never blocking): headline plans whose price swings with usage, with a
+  typical home's worst month; providers whose cheapest rates differ by TDSP by more than 3¢.
 
 - `no_hardcoded_ids`: the source scanner over the installed package (ERROR on a plan ID or
   ESIID in code, WARN on other 24-hex literals); not blocking, since the data is not wrong.
@@ -46,7 +48,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from choosemypower_dagster.checks import integrity, quality
+from choosemypower_dagster.checks import headlines, integrity, quality
 from choosemypower_dagster.checks.outcome import Outcome
 from choosemypower_dagster.checks.source_scan import scan_outcome, scan_source
 from choosemypower_dagster.defs.keys import CITY_PLANS, CITY_SUMMARIES
@@ -67,6 +69,8 @@ PRICES_COVER_DELIVERY = "prices_cover_tdsp_delivery"
 PLANS_OF_REQUESTED_TDSP = "plans_belong_to_requested_tdsp"
 UPSTREAM_CONTRACT = "upstream_fields_known"
 NO_HARDCODED_IDS = "no_hardcoded_ids"
+HEADLINES_USAGE_SENSITIVE = "headline_plans_usage_sensitive"
+PROVIDERS_DIFFER_BY_TDSP = "provider_figures_differ_by_tdsp"
 
 #: The asset the checks attach to (see the module docstring for why not `city_plans`).
 CHECKED_ASSET = CITY_SUMMARIES
@@ -185,6 +189,28 @@ QUALITY_SPECS = [
 ]
 
 
+HEADLINE_SPECS = [
+    dg.AssetCheckSpec(
+        HEADLINES_USAGE_SENSITIVE,
+        asset=CHECKED_ASSET,
+        description=(
+            "Headline plans (cheapest at 1,000 kWh, per term, over the typical year, in any "
+            "city or city-TDSP) whose price swings with usage, listed with what a typical home "
+            "pays per kWh in its worst month against the typical-year rate (WARN)."
+        ),
+    ),
+    dg.AssetCheckSpec(
+        PROVIDERS_DIFFER_BY_TDSP,
+        asset=CHECKED_ASSET,
+        description=(
+            "Providers whose cheapest 1,000 kWh or typical-year rate differs between TDSPs by "
+            f"more than {headlines.TDSP_SPREAD_CENTS:g}¢/kWh, listed with both TDSPs: their "
+            "figures are shown per TDSP, never as one statewide rate (WARN)."
+        ),
+    ),
+]
+
+
 def _result(
     name: str, outcome: Outcome, seconds: float, failed_severity: Any
 ) -> dg.AssetCheckResult:
@@ -288,6 +314,34 @@ def _quality_results(
             yield _result(name, outcome, load_seconds + time.monotonic() - began, warn)
 
 
+def _headline_results(
+    warehouse: WarehouseResource, wanted: set[str]
+) -> Iterator[dg.AssetCheckResult]:
+    """The headline plans' usage sensitivity and the providers' spread between TDSPs, over the
+    roll-ups this step just wrote."""
+    warn = dg.AssetCheckSeverity.WARN
+    evaluations = [
+        (
+            HEADLINES_USAGE_SENSITIVE,
+            lambda conn: headlines.check_usage_sensitive_headlines(
+                headlines.load_headline_plans(conn)
+            ),
+        ),
+        (
+            PROVIDERS_DIFFER_BY_TDSP,
+            lambda conn: headlines.check_provider_tdsp_spread(
+                headlines.load_provider_figures(conn)
+            ),
+        ),
+    ]
+    for name, evaluate in evaluations:
+        if name in wanted:
+            began = time.monotonic()
+            with warehouse.begin() as conn:
+                outcome = evaluate(conn)
+            yield _result(name, outcome, time.monotonic() - began, warn)
+
+
 class SourceScanConfig(dg.Config):
     """Where the hard-coded ID scanner looks."""
 
@@ -312,7 +366,7 @@ SOURCE_SCAN_SPEC = dg.AssetCheckSpec(
 )
 
 #: Every check, evaluated by the plan refresh step itself (see the module docstring).
-PLAN_CHECK_SPECS = [*INTEGRITY_SPECS, *QUALITY_SPECS, SOURCE_SCAN_SPEC]
+PLAN_CHECK_SPECS = [*INTEGRITY_SPECS, *QUALITY_SPECS, *HEADLINE_SPECS, SOURCE_SCAN_SPEC]
 
 
 def _source_scan_result(config: SourceScanConfig) -> dg.AssetCheckResult:
@@ -337,6 +391,8 @@ def plan_check_results(
         yield from _integrity_results(context.instance, warehouse, wanted, context.log)
     if wanted & {spec.name for spec in QUALITY_SPECS}:
         yield from _quality_results(config, warehouse, wanted, rejected)
+    if wanted & {spec.name for spec in HEADLINE_SPECS}:
+        yield from _headline_results(warehouse, wanted)
     if NO_HARDCODED_IDS in wanted:
         yield _source_scan_result(config)
 

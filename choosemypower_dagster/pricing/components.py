@@ -15,7 +15,8 @@ The ComparePower API describes a plan by `components`, each
   such a component is only trusted when its components reproduce its quotes (`reproduces_quotes`).
 
 **The whole-usage rule.** A component applies when the month's usage lies in its range
-`[min, max]` (both ends included; `min` missing = 0, `max` missing = unbounded), and then it
+`[min, max]` (both ends included; `min` missing = 0, `max` missing or at least
+`OPEN_RANGE_KWH` = unbounded, see `open_range`), and then it
 applies to the WHOLE usage: a per-kWh component charges `amount x usage`, a flat one adds
 `amount` once. Energy at 10 ¢/kWh for 0..1000 kWh and 14 ¢/kWh for 1001 kWh and up prices
 1,500 kWh at 14 ¢ x 1,500 (no marginal split). Components whose ranges overlap all apply.
@@ -34,6 +35,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+#: An upper bound at or past this many kWh a month is beyond any home's usage: the API writes
+#: an open range as `max: null` or as a sentinel such as 999999, and both mean "no upper bound".
+OPEN_RANGE_KWH = 100_000.0
 
 #: Usages (kWh in a month) at which the API quotes a plan's average price.
 QUOTE_USAGES: tuple[int, ...] = (500, 1000, 2000)
@@ -151,6 +156,12 @@ def _kind(amount: float, tdsp: bool, multiplicative: bool, compound: bool) -> Ch
     return ChargeKind.CREDIT if amount < 0 else ChargeKind.BASE
 
 
+def open_range(high: float | None) -> float | None:
+    """An upper usage bound as a bound, or None when it is open: missing, or a sentinel at or
+    past `OPEN_RANGE_KWH` (no home uses that much in a month), so both encodings read alike."""
+    return None if high is None or high >= OPEN_RANGE_KWH else high
+
+
 def parse_component(raw: Any, index: int = 0) -> Charge:
     """One API component to a Charge; ValueError naming `component #index` and the field."""
     where = f"component #{index}"
@@ -163,7 +174,7 @@ def parse_component(raw: Any, index: int = 0) -> Charge:
     assert low is not None
     if low < 0:
         raise ValueError(f"{where} min is negative ({low:g})")
-    high = _number(raw.get("max"), f"{where} max", None)
+    high = open_range(_number(raw.get("max"), f"{where} max", None))
     if high is not None and high < low:
         raise ValueError(f"{where} max ({high:g}) is below its min ({low:g})")
     tdsp = _flag(raw.get("tdsp_charge"), f"{where} tdsp_charge")
@@ -456,6 +467,25 @@ def rate_type(
     if not math.isfinite(term) or term < 1:
         return "unknown"
     return "variable" if term < 2 else "fixed"
+
+
+# -- what a year's figure can promise ----------------------------------------------------------
+
+#: The shortest contract whose price is known for a whole typical year.
+YEAR_TERM_MONTHS = 12
+
+
+def price_known_for_year(rate_type: str | None, term_months: float | None, exact: bool) -> bool:
+    """True when a plan's typical-year cost is a price, not a projection: a fixed rate for 12
+    months or more whose components reproduce its quotes. A month-to-month, indexed or
+    time-of-use plan's year is its current price projected over twelve months, which nobody
+    can promise; such a plan never wins a "for a year" headline."""
+    return (
+        bool(exact)
+        and rate_type == "fixed"
+        and term_months is not None
+        and term_months >= YEAR_TERM_MONTHS
+    )
 
 
 # -- the API's quotes ----------------------------------------------------------------------------

@@ -127,3 +127,25 @@ def annual_cost(charges: Sequence[Charge], profile: UsageProfile) -> float:
 def effective_rate(charges: Sequence[Charge], profile: UsageProfile) -> float:
     """The year's average price in ¢/kWh: annual cost over annual usage."""
     return annual_cost(charges, profile) / profile.annual_kwh * 100.0
+
+
+@dataclass(frozen=True)
+class WorstMonth:
+    """The month of the profile's year in which a plan costs the most per kWh: what a typical
+    home sees at its worst (for a credit plan, a month its credit misses)."""
+
+    month: int  # 0 = January
+    kwh: float
+    dollars: float  # that month's bill, unrounded
+
+    @property
+    def rate(self) -> float:
+        """That month's average price, $/kWh."""
+        return self.dollars / self.kwh
+
+
+def worst_month(charges: Sequence[Charge], profile: UsageProfile) -> WorstMonth:
+    """The profile's month with the highest average price (the earliest on a tie)."""
+    bills = monthly_costs(charges, profile)
+    index = max(range(12), key=lambda i: (bills[i] / profile.monthly_kwh[i], -i))
+    return WorstMonth(index, profile.monthly_kwh[index], bills[index])

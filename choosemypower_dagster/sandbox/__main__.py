@@ -41,6 +41,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="DUNS",
         help="DUNS whose plan lists include a few broken plans",
     )
+    parser.add_argument(
+        "--open-ranges",
+        choices=("mixed", "null", "sentinel"),
+        default="mixed",
+        help="how open usage ranges are written: null in some TDSPs' lists and 999999 in the "
+        "others' (mixed, the default), or one way everywhere",
+    )
     parser.add_argument("--verbose", action="store_true", help="log each request to stderr")
     return parser.parse_args(argv)
 
@@ -55,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rate_limit_per_s=args.rate_limit,
         fail_tdsps=list(args.fail_tdsp),
         bad_plans_tdsps=list(args.bad_plans_tdsp),
+        open_ranges=args.open_ranges,
         verbose=args.verbose,
     )
     try:

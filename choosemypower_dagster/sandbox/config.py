@@ -34,6 +34,9 @@ class SandboxConfig:
     malformed_next: int = 0
     object_instead_of_array_next: int = 0
     verbose: bool = False
+    #: How open usage ranges are written: mixed (null in some TDSPs' lists, 999999 in the
+    #: others'), null, or sentinel (see `universe.open_range_max`).
+    open_ranges: str = "mixed"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready copy of the switches."""
@@ -87,6 +90,10 @@ def normalize_changes(changes: dict[str, Any]) -> dict[str, Any]:
             clean[name] = None if value in (None, 0) else _as_float(name, value)
         elif name in _DUNS_FIELDS:
             clean[name] = _as_duns_list(name, value)
+        elif name == "open_ranges":
+            if value not in ("mixed", "null", "sentinel"):
+                raise ValueError(f"open_ranges must be mixed, null or sentinel, got {value!r}")
+            clean[name] = value
         elif name == "verbose":
             if not isinstance(value, bool):
                 raise ValueError(f"verbose must be a boolean, got {value!r}")

@@ -22,6 +22,11 @@ _PLAN_LIST_PATHS = ("/api/plans/current", "/api/plans")
 _DISCONNECTS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
 
 
+def _universe(config: SandboxConfig) -> Universe:
+    """The data the switches select: seed, price epoch and how open ranges are written."""
+    return build_universe(config.seed, config.price_epoch, config.open_ranges)
+
+
 def _json(value: Any) -> bytes:
     """Compact JSON bytes for small responses."""
     return json.dumps(value, separators=(",", ":")).encode("utf-8")
@@ -160,7 +165,7 @@ class _Handler(BaseHTTPRequestHandler):
         if is_listing:
             self._plans(duns)
             return
-        universe = build_universe(config.seed, config.price_epoch)
+        universe = _universe(config)
         if path == "/api/tdsps":
             self._send(*self._tdsps(universe, query.get("zip_code")))
         elif path == "/api/brands":
@@ -188,7 +193,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault == "timeout":
             self._sleep(config.timeout_sleep_s)
-        universe = build_universe(config.seed, config.price_epoch)
+        universe = _universe(config)
         body = universe.payload(duns, with_broken=duns in config.bad_plans_tdsps)
         if fault == "malformed":
             body = body[: max(1, len(body) // 2)]
@@ -249,7 +254,7 @@ class SandboxServer:
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._zip_tdsps: dict[str, list[str]] | None = None
-        build_universe(self.state.config.seed, self.state.config.price_epoch)
+        _universe(self.state.config)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -315,7 +320,7 @@ class SandboxServer:
     def configure(self, **changes: Any) -> SandboxConfig:
         """Change switches at run time (same keys as SandboxConfig); returns the new snapshot."""
         config = self.state.configure(changes)
-        build_universe(config.seed, config.price_epoch)
+        _universe(config)
         return config
 
     def stats(self) -> dict[str, Any]:
@@ -329,7 +334,7 @@ class SandboxServer:
     def plans_for(self, duns: str) -> list[dict[str, Any]]:
         """A fresh copy of the plan list the API serves now for this DUNS (no transient faults)."""
         config = self.state.config
-        universe = build_universe(config.seed, config.price_epoch)
+        universe = _universe(config)
         return json.loads(universe.payload(duns, with_broken=duns in config.bad_plans_tdsps))
 
     def own_plans_for(self, duns: str) -> list[dict[str, Any]]:

@@ -577,10 +577,29 @@ def _term_text(term: int | None) -> str:
     return "month-to-month" if term <= 1 else f"{term}-month"
 
 
-def render_plan(spec: PlanSpec) -> dict[str, Any]:
-    """The plan object exactly as the API returns it."""
+#: How the sandbox writes a component's open upper bound (`open_ranges` switch): `mixed` (the
+#: default) writes `max: null` in the lists of the table's even-numbered TDSPs (first, third,
+#: ...) and the sentinel in the others', so every refresh sees both encodings; `null` and
+#: `sentinel` write one encoding everywhere. The real API has been seen to use both.
+OPEN_RANGE_ENCODINGS = ("mixed", "null", "sentinel")
+OPEN_RANGE_SENTINEL = 999999
+
+
+def open_range_max(encoding: str, tdsp_index: int) -> int | None:
+    """What `max` an open range is written as in the list of the TDSP at `tdsp_index`."""
+    if encoding not in OPEN_RANGE_ENCODINGS:
+        raise ValueError(f"open_ranges must be one of {', '.join(OPEN_RANGE_ENCODINGS)}")
+    if encoding == "null" or (encoding == "mixed" and tdsp_index % 2 == 0):
+        return None
+    return OPEN_RANGE_SENTINEL
+
+
+def render_plan(spec: PlanSpec, open_max: int | None = None) -> dict[str, Any]:
+    """The plan object exactly as the API returns it; an open range's `max` is `open_max`."""
     product, tdsp, brand = spec.product, spec.tdsp, spec.product.provider
     components = components_for(product, tdsp, spec.energy_charge)
+    if open_max is not None:
+        components = [c if c["max"] is not None else {**c, "max": open_max} for c in components]
     term_text = _term_text(product.term)
     yraac = "yrac" if "doc_yrac" in spec.quirks else "yraac"
     doc_links: list[dict[str, Any]] = [
@@ -768,8 +787,9 @@ def _special_at(seed: int) -> dict[str, list[tuple[str, PlanSpec]]]:
 
 
 @lru_cache(maxsize=8)
-def build_universe(seed: int = 0, price_epoch: int = 0) -> Universe:
-    """The (cached) universe for a seed and price epoch, with JSON pre-serialized per TDSP."""
+def build_universe(seed: int = 0, price_epoch: int = 0, open_ranges: str = "mixed") -> Universe:
+    """The (cached) universe for a seed and price epoch, with JSON pre-serialized per TDSP;
+    `open_ranges` says how open usage ranges are written (see `open_range_max`)."""
     if price_epoch < 0:
         raise ValueError("price_epoch must be >= 0")
     for step in range(0, price_epoch, 50):  # warm the epoch chain without deep recursion
@@ -781,11 +801,12 @@ def build_universe(seed: int = 0, price_epoch: int = 0) -> Universe:
     }
     universe = Universe(seed, price_epoch, tdsps, providers, specs)
     universe.special_cases = {spec.id: case for cases in special.values() for case, spec in cases}
-    for tdsp in tdsps:
+    for index, tdsp in enumerate(tdsps):
         ordered = sorted(
             specs[tdsp.duns], key=lambda s: (s.product.provider.name, s.product.name, s.id)
         )
-        plans = [render_plan(spec) for spec in ordered]
+        open_max = open_range_max(open_ranges, index)
+        plans = [render_plan(spec, open_max) for spec in ordered]
         universe.plans[tdsp.duns] = plans
         universe.payloads[tdsp.duns] = _dump(plans)
         broken = broken_plans(plans, seed, price_epoch, tdsp.duns)

@@ -25,7 +25,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from choosemypower_dagster.pricing.profile import UsageProfile, configured_profile
+from choosemypower_dagster.pricing.components import price_known_for_year
+from choosemypower_dagster.pricing.profile import MONTHS, UsageProfile, configured_profile
+from choosemypower_dagster.site.publish import EXPORT_ID_STAMP
 from choosemypower_dagster.warehouse import schema as t
 
 USAGES = t.USAGES
@@ -121,6 +123,14 @@ def _cents(value: float | None) -> float | None:
     return None if value is None else round(float(value) * 100, RATE_DIGITS - 2)
 
 
+def _projection(row: Any) -> bool | None:
+    """Whether the plan's typical-year figure is a projection (null when it has none): its
+    price is not known for a year (month-to-month, indexed, time-of-use, under 12 months)."""
+    if row.annual_cost_typical is None:
+        return None
+    return not price_known_for_year(row.rate_type, row.term_months, bool(row.pricing_exact))
+
+
 def _plan_entry(row: Any) -> dict[str, Any]:
     return {
         "id": row.id,
@@ -149,7 +159,8 @@ def _plan_entry(row: Any) -> dict[str, Any]:
         "usageSensitive": bool(row.usage_sensitive),
         "creditWindowKwh": _window(row.credit_from_kwh, row.credit_to_kwh),
         "annualCostTypicalHome": row.annual_cost_typical,
-        "effectiveRateTypicalHome": _cents(row.typical_rate),
+        "effectiveRateTypicalHomeCents": _cents(row.typical_rate),
+        "typicalYearIsProjection": _projection(row),
         "tdspDuns": row.tdsp_duns,
         "eflUrl": row.efl_url,
         "tosUrl": row.tos_url,
@@ -157,7 +168,13 @@ def _plan_entry(row: Any) -> dict[str, Any]:
     }
 
 
-def _city_entry(city: Any, summary: Any, has_file: bool) -> dict[str, Any]:
+def _city_entry(
+    city: Any,
+    summary: Any,
+    has_file: bool,
+    facts: dict[str, PlanFacts],
+    profile: UsageProfile,
+) -> dict[str, Any]:
     """A city with its summary (`summary` is a row mapping, or None before any refresh)."""
     s = summary or {}
     entry: dict[str, Any] = {
@@ -171,7 +188,7 @@ def _city_entry(city: Any, summary: Any, has_file: bool) -> dict[str, Any]:
         "primaryTdspDuns": city.primary_tdsp_duns,
         "tdspDuns": [d for d in city.tdsp_duns.split(";") if d],
         "zipCount": city.zip_count,
-        **_summary_figures(s),
+        **_summary_figures(s, facts, profile),
     }
     entry["plansRefreshedAt"] = iso(s.get("plans_refreshed_at"))
     entry["summaryComputedAt"] = iso(s.get("computed_at"))
@@ -193,8 +210,23 @@ def _provider_entry(row: Any) -> dict[str, Any]:
         "planCountsByTdsp": json.loads(row.plan_counts_by_tdsp or "{}"),
         "tdspDuns": [d for d in (row.tdsps or "").split(";") if d],
         "citiesReached": row.cities_reached,
-        "cheapestRate1000Kwh": rate(row.cheapest_rate_1000),
-        "cheapestEffectiveRateTypicalHome": _cents(row.cheapest_typical_rate),
+        # A home buys in its own TDSP: a provider's cheapest figures are per TDSP only (a
+        # statewide "from" rate is usually a plan of one TDSP, unavailable in the others).
+        "tdspSummaries": [
+            {
+                "tdspDuns": item["tdsp_duns"],
+                "planCount": item["plan_count"],
+                "cheapestRate1000Kwh": rate(item["cheapest_rate_1000"]),
+                "cheapestPlanTypicalHome": None
+                if item["cheapest_typical_plan_id"] is None
+                else {
+                    "planId": item["cheapest_typical_plan_id"],
+                    "effectiveRateTypicalHomeCents": _cents(item["cheapest_typical_rate"]),
+                    "annualCostTypicalHome": item["cheapest_typical_annual_cost"],
+                },
+            }
+            for item in json.loads(row.tdsp_summaries or "[]")
+        ],
         "firstSeenAt": iso(row.first_seen_at),
         "lastSeenAt": iso(row.last_seen_at),
     }
@@ -234,20 +266,106 @@ def load_territory(conn: sa.Connection) -> Territory:
     return out
 
 
-def _typical_cheapest(s: Any) -> dict[str, Any] | None:
-    """The cheapest plan over the usage profile's year in a summary row, or None."""
-    if not s.get("cheapest_typical_plan_id"):
-        return None
+@dataclass(frozen=True)
+class PlanFacts:
+    """What a headline says about its plan: whether its price swings with usage, and what a
+    typical home pays in the typical year's dearest month (None when the plan is inexact)."""
+
+    usage_sensitive: bool
+    typical_rate: float | None
+    annual_cost: float | None
+    projection: bool | None
+    worst_kwh: float | None
+    worst_cost: float | None
+
+
+def plan_facts(rows: Sequence[Any]) -> dict[str, PlanFacts]:
+    """The headline facts of each plan row, by plan id."""
     return {
-        "planId": s["cheapest_typical_plan_id"],
-        "effectiveRateTypicalHome": _cents(s.get("cheapest_typical_rate")),
-        "annualCostTypicalHome": s.get("cheapest_typical_annual_cost"),
+        r.id: PlanFacts(
+            usage_sensitive=bool(r.usage_sensitive),
+            typical_rate=r.typical_rate,
+            annual_cost=r.annual_cost_typical,
+            projection=_projection(r),
+            worst_kwh=r.worst_month_kwh,
+            worst_cost=r.worst_month_cost,
+        )
+        for r in rows
     }
 
 
-def _summary_figures(s: Any) -> dict[str, Any]:
+def _worst_month(facts: PlanFacts, profile: UsageProfile | None) -> dict[str, Any] | None:
+    """A usage-sensitive plan's dearest month of the typical year: its usage, bill and ¢/kWh,
+    and how far that is above the plan's typical-year ¢/kWh (`swingCents`); None otherwise."""
+    if not facts.usage_sensitive or facts.worst_kwh is None or facts.worst_cost is None:
+        return None
+    month_rate = facts.worst_cost / facts.worst_kwh
+    kwh = tuple(profile.monthly_kwh) if profile is not None else ()
+    return {
+        "month": MONTHS[kwh.index(facts.worst_kwh)] if facts.worst_kwh in kwh else None,
+        "kwh": _kwh(facts.worst_kwh),
+        "dollars": facts.worst_cost,
+        "rateCents": _cents(month_rate),
+        "swingCents": None
+        if facts.typical_rate is None
+        else _cents(month_rate - facts.typical_rate),
+    }
+
+
+def _flags(
+    plan_id: str, facts: dict[str, PlanFacts], profile: UsageProfile | None
+) -> dict[str, Any]:
+    """The flags every headline plan carries (see `_worst_month`)."""
+    fact = facts.get(plan_id)
+    if fact is None:
+        return {"usageSensitive": None, "worstMonthTypicalHome": None}
+    return {
+        "usageSensitive": fact.usage_sensitive,
+        "worstMonthTypicalHome": _worst_month(fact, profile),
+    }
+
+
+def _typical_cheapest(
+    s: Any, facts: dict[str, PlanFacts], profile: UsageProfile | None
+) -> dict[str, Any] | None:
+    """The cheapest plan over the usage profile's year among plans priced for the year (a
+    fixed rate for 12 months or more), or None."""
+    if not s.get("cheapest_typical_plan_id"):
+        return None
+    plan_id = s["cheapest_typical_plan_id"]
+    return {
+        "planId": plan_id,
+        "effectiveRateTypicalHomeCents": _cents(s.get("cheapest_typical_rate")),
+        "annualCostTypicalHome": s.get("cheapest_typical_annual_cost"),
+        **_flags(plan_id, facts, profile),
+    }
+
+
+def _cheapest_1000(
+    s: Any, facts: dict[str, PlanFacts], profile: UsageProfile | None
+) -> dict[str, Any] | None:
+    """The plan behind the disclosed 1,000 kWh headline, with what it costs over the typical
+    year (marked when that year is a projection) and its flags."""
+    plan_id = s.get("cheapest_1000_plan_id")
+    if not plan_id:
+        return None
+    fact = facts.get(plan_id)
+    return {
+        "planId": plan_id,
+        "rate1000Kwh": rate(s.get("rate_1000_min")),
+        "annualCostTypicalHome": fact.annual_cost if fact else None,
+        "typicalYearIsProjection": fact.projection if fact else None,
+        **_flags(plan_id, facts, profile),
+    }
+
+
+def _summary_figures(
+    s: Any, facts: dict[str, PlanFacts] | None = None, profile: UsageProfile | None = None
+) -> dict[str, Any]:
     """The figures of a summary row (a city's, or one TDSP's inside a city) as the site reads
-    them; `s` is a row mapping, or empty before any refresh."""
+    them; `s` is a row mapping, or empty before any refresh. `facts` (by plan id) flag the
+    headline plans; `profile` is the typical year they were priced over."""
+    facts = facts or {}
     figures: dict[str, Any] = {
         "planCount": s.get("plan_count", 0),
         "providerCount": s.get("provider_count", 0),
@@ -258,12 +376,14 @@ def _summary_figures(s: Any) -> dict[str, Any]:
     figures["green100Share"] = _share(s.get("green_100_share"))
     figures["fixedRateShare"] = _share(s.get("fixed_rate_share"))
     figures["usageSensitivePlanCount"] = s.get("usage_sensitive_plans")
-    figures["cheapestPlanTypicalHome"] = _typical_cheapest(s)
+    figures["cheapestPlan1000Kwh"] = _cheapest_1000(s, facts, profile)
+    figures["cheapestPlanTypicalHome"] = _typical_cheapest(s, facts, profile)
     figures["cheapestPlanByTerm"] = [
         {
             "termMonths": term,
             "planId": s[f"cheapest_{term}m_plan_id"],
             "rate1000Kwh": rate(s[f"cheapest_{term}m_rate_1000"]),
+            **_flags(s[f"cheapest_{term}m_plan_id"], facts, profile),
         }
         for term in TERMS
         if s.get(f"cheapest_{term}m_plan_id")
@@ -271,13 +391,15 @@ def _summary_figures(s: Any) -> dict[str, Any]:
     return figures
 
 
-def _tdsp_summary_entry(duns: str, s: Any) -> dict[str, Any]:
+def _tdsp_summary_entry(
+    duns: str, s: Any, facts: dict[str, PlanFacts], profile: UsageProfile | None
+) -> dict[str, Any]:
     """One TDSP's figures inside a city: what a home served by that TDSP can buy."""
-    return {"tdspDuns": duns, **_summary_figures(s or {})}
+    return {"tdspDuns": duns, **_summary_figures(s or {}, facts, profile)}
 
 
 #: The figures of a TDSP summary entry, which a city entry names alike.
-_TDSP_FIGURES = tuple(k for k in _tdsp_summary_entry("", None) if k != "tdspDuns")
+_TDSP_FIGURES = tuple(k for k in _tdsp_summary_entry("", None, {}, None) if k != "tdspDuns")
 
 
 def _city_duns(city: Any) -> list[str]:
@@ -331,7 +453,12 @@ def _share_note(city: Any, asks: Asks) -> str | None:
 
 
 def _territory_fields(
-    city: Any, territory: Territory, entry: dict[str, Any], asks: Asks
+    city: Any,
+    territory: Territory,
+    entry: dict[str, Any],
+    asks: Asks,
+    facts: dict[str, PlanFacts],
+    profile: UsageProfile,
 ) -> dict[str, Any]:
     """Where the city's plans can be bought: coverage, public power, every ZIP with its
     TDSPs, and the figures per TDSP. A partial or multi-TDSP city needs the person's ZIP
@@ -343,7 +470,7 @@ def _territory_fields(
         summaries = [{"tdspDuns": duns[0], **{k: entry[k] for k in _TDSP_FIGURES}}]
     else:
         per_tdsp = territory.per_tdsp.get(city.slug, {})
-        summaries = [_tdsp_summary_entry(d, per_tdsp.get(d)) for d in duns]
+        summaries = [_tdsp_summary_entry(d, per_tdsp.get(d), facts, profile) for d in duns]
     return {
         "coverage": city.coverage,
         "competitiveZipShare": _share(city.competitive_zip_share),
@@ -362,11 +489,17 @@ def _territory_fields(
     }
 
 
+#: The city-wide figures over plans a home buys among (a cheapest plan, rate statistics).
+PER_TDSP_ONLY_PREFIXES = ("cheapest", "median", "average", "highest")
+
+
 def _only_per_tdsp(entry: dict[str, Any]) -> None:
-    """In a multi-TDSP city no home can buy every plan: the city-wide cheapest figures are
-    emptied (null, or [] for lists) and the per-TDSP ones in `tdspSummaries` stand."""
+    """In a multi-TDSP city no home can buy every plan: the city-wide cheapest plans and rate
+    statistics (median, average, highest) are emptied (null, or [] for lists) and the
+    per-TDSP ones in `tdspSummaries` stand. The warehouse's city row follows the same rule
+    (`rollups.per_tdsp_only_columns`)."""
     for key, value in entry.items():
-        if key.startswith("cheapest"):
+        if key.startswith(PER_TDSP_ONLY_PREFIXES):
             entry[key] = [] if isinstance(value, list) else None
 
 
@@ -387,6 +520,13 @@ def _plans_file_territory(city: Any, territory: Territory, asks: Asks) -> bytes:
         + b',"zipTdsps":'
         + dumps(homes)
     )
+
+
+def _plans_file_stamps(summary: Any) -> bytes:
+    """The end of a plan file: when its city's plans were refreshed, and the export that
+    wrote it (`publish` puts the id in place of the stamp; see `EXPORT_ID_STAMP`)."""
+    refreshed = iso(summary["plans_refreshed_at"]) if summary is not None else None
+    return b',"plansRefreshedAt":' + dumps(refreshed) + b',"exportId":"' + EXPORT_ID_STAMP + b'"}'
 
 
 def _zip_index(cities: list[Any], territory: Territory, asks: dict[str, Asks]) -> bytes:
@@ -458,6 +598,7 @@ def build_site_files(
     plan_rows = conn.execute(sa.select(*wanted).where(p.active)).all()
     plan_rows.sort(key=lambda r: (r.rate_1000, r.id))
     encoded = {r.id: dumps(_plan_entry(r)) for r in plan_rows}
+    facts = plan_facts(plan_rows)
     rank = {r.id: i for i, r in enumerate(plan_rows)}
 
     by_city: dict[str, list[str]] = defaultdict(list)
@@ -484,12 +625,12 @@ def build_site_files(
                 + b",".join(encoded[pid] for pid in ids)
                 + b"]"
                 + _plans_file_territory(city, territory, asks[city.slug])
-                + b"}"
+                + _plans_file_stamps(summaries.get(city.slug))
             )
             plan_files += 1
         summary = summaries.get(city.slug)
-        entry = _city_entry(city, summary, bool(listed))
-        entry.update(_territory_fields(city, territory, entry, asks[city.slug]))
+        entry = _city_entry(city, summary, bool(listed), facts, profile)
+        entry.update(_territory_fields(city, territory, entry, asks[city.slug], facts, profile))
         if len(_city_duns(city)) > 1:
             _only_per_tdsp(entry)
         city_entries.append(entry)
@@ -537,7 +678,6 @@ def build_site_files(
             "name": r.name,
             "planCount": r.plan_count,
             "citiesReached": r.cities_reached,
-            "cheapestRate1000Kwh": rate(r.cheapest_rate_1000),
         }
         for r in top
     ]
@@ -565,9 +705,14 @@ def build_site_files(
         "multi_tdsp_cities": sum(len(_city_duns(c)) > 1 for c in cities),
         "zip_codes": len({z for c in cities for z, _, _ in territory.zips.get(c.slug, [])}),
     }
-    out.files[SUMMARY_FILE] = dumps(
-        _build_summary(out, refresh, source, sandbox, price_changes, cheapest, now, profile)
-        | {"citiesKeptPrevious": sorted(set(kept_previous) & {c.slug for c in cities})}
+    out.files[SUMMARY_FILE] = (
+        dumps(
+            _build_summary(out, refresh, source, sandbox, price_changes, cheapest, now, profile)
+            | {"citiesKeptPrevious": sorted(set(kept_previous) & {c.slug for c in cities})}
+        )[:-1]
+        + b',"exportId":"'
+        + EXPORT_ID_STAMP
+        + b'"}'
     )
     return out
 

@@ -53,6 +53,14 @@ LINK_INFIX = ".link-"
 LOCK_NAME = ".lock"
 LEGACY_PREFIX = "legacy-"
 
+#: Where a file names the export that wrote it: `publish` puts the new export's id in place of
+#: this token (as long as an id: 25 bytes) in every file holding it near its end. A file whose
+#: only difference from the current export's is that id is still hard-linked, so it keeps the
+#: id of the export that wrote it: the id says which export a file's content comes from, and
+#: an hourly refresh rewrites only the files whose content changed.
+EXPORT_ID_STAMP = b"@@@@export-id-stamp@@@@@@"
+_STAMP_WINDOW = 256  # the stamp is looked for in a file's last bytes only
+
 
 class ExportError(RuntimeError):
     """The export could not be published; the previous export is left as it was."""
@@ -123,6 +131,23 @@ def _same_bytes(path: Path, data: bytes) -> bool:
         return path.stat().st_size == len(data) and path.read_bytes() == data
     except OSError:
         return False
+
+
+def _stamp_at(data: bytes) -> int:
+    """Where `EXPORT_ID_STAMP` sits near the end of `data`, or -1."""
+    return data.rfind(EXPORT_ID_STAMP, max(0, len(data) - _STAMP_WINDOW))
+
+
+def _same_but_stamp(path: Path, data: bytes, at: int) -> bool:
+    """True when `path` holds `data` but for the export id at `at` (the stamp's place)."""
+    end = at + len(EXPORT_ID_STAMP)
+    try:
+        if path.stat().st_size != len(data):
+            return False
+        old = path.read_bytes()
+    except OSError:
+        return False
+    return old[:at] == data[:at] and old[end:] == data[end:]
 
 
 def _write_new(path: Path, data: bytes) -> None:
@@ -300,14 +325,26 @@ def publish(
         try:
             staging.mkdir()
             written: list[Path] = []
+            stamp = export_id.encode()
+            assert len(stamp) == len(EXPORT_ID_STAMP)
             for name, data in sorted(files.items()):
                 target = staging / name
-                if previous is not None and _same_bytes(previous / name, data):
+                at = _stamp_at(data)
+                if previous is None:
+                    same = False
+                elif at < 0:
+                    same = _same_bytes(previous / name, data)
+                else:
+                    same = _same_but_stamp(previous / name, data, at)
+                if at >= 0 and not same:
+                    data = data[:at] + stamp + data[at + len(stamp) :]
+                if same and previous is not None:
                     try:
                         os.link(previous / name, staging / name)
                         continue
-                    except OSError:
-                        pass  # another filesystem, say: write it instead
+                    except OSError:  # another filesystem, say: write it instead
+                        if at >= 0:  # ... with its own content, the old id and all
+                            data = (previous / name).read_bytes()
                 _write_new(target, data)
                 written.append(target)
             result.written = len(written)

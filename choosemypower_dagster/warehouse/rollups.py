@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from choosemypower_dagster.pricing.components import YEAR_TERM_MONTHS
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster.warehouse.upsert import upsert
 
@@ -95,6 +96,13 @@ def summary_stats(plans: pd.DataFrame, keys: list[str], groups: pd.DataFrame) ->
         # An all-NULL column would come back as objects, and comparisons/medians would fail.
         plans[column] = pd.to_numeric(plans[column], errors="coerce")
     plans["typical_rate"] = pd.to_numeric(plans["typical_rate"], errors="coerce")
+    # Priced for the year (see pricing.components.price_known_for_year): exact (it has a
+    # typical-year figure), a fixed rate, 12 months or more.
+    plans["year_known"] = (
+        plans["typical_rate"].notna()
+        & (plans["rate_type"] == "fixed")
+        & (plans["term_months"] >= YEAR_TERM_MONTHS)
+    )
     plans["green_100"] = (plans["percent_green"] >= 100).astype(float)
     plans["fixed_rate"] = (plans["rate_type"] == "fixed").astype(float)
     plans["sensitive"] = plans["usage_sensitive"].fillna(False).astype(bool).astype(int)
@@ -131,10 +139,13 @@ def summary_stats(plans: pd.DataFrame, keys: list[str], groups: pd.DataFrame) ->
                 },
             )
         )
-    # The fair ranking: the cheapest plan over the usage profile's year (exact plans only).
+    # The disclosed EFL headline: the plan with the cheapest rate at 1,000 kWh.
+    stats = stats.join(cheapest(plans, "rate_1000", {"plan_id": "cheapest_1000_plan_id"}))
+    # The fair ranking: the cheapest plan over the usage profile's year, among plans whose
+    # price is known for that year (a month-to-month or indexed plan's year is a projection).
     stats = stats.join(
         cheapest(
-            plans.dropna(subset=["typical_rate"]),
+            plans[plans["year_known"]],
             "typical_rate",
             {
                 "plan_id": "cheapest_typical_plan_id",
@@ -149,24 +160,36 @@ def summary_stats(plans: pd.DataFrame, keys: list[str], groups: pd.DataFrame) ->
     return stats
 
 
+#: The figures of a summary row that describe plans a home can buy (a cheapest plan, rate
+#: statistics): in a multi-TDSP city no home can buy every plan, so the city row leaves them
+#: empty and the per-TDSP rows hold them. Counts and shares stay.
+def per_tdsp_only_columns() -> list[str]:
+    """The columns of `city_summaries` that a multi-TDSP city's row leaves empty."""
+    names = [c.name for c in t.city_summaries.columns]
+    return [n for n in names if n.startswith(("cheapest_", "rate_"))]
+
+
 def compute_city_summaries(
     conn: sa.Connection, now: datetime, plans: pd.DataFrame | None = None
 ) -> pd.DataFrame:
     """A row per catalog city: plan and provider counts, rate statistics, cheapest per term.
 
     `plans` is `active_city_plans(conn)` when the caller has already read it (to share it).
+    A multi-TDSP city's row keeps its counts and shares but no cheapest plan and no rate
+    statistics (`per_tdsp_only_columns`), as the export does: those are per TDSP.
     """
+    c = t.cities.c
     cities = pd.DataFrame(
-        conn.execute(
-            sa.select(t.cities.c.slug, t.cities.c.name, t.cities.c.tier).where(
-                t.cities.c.in_catalog
-            )
-        ).all(),
-        columns=["city_slug", "name", "tier"],
+        conn.execute(sa.select(c.slug, c.name, c.tier, c.tdsp_duns).where(c.in_catalog)).all(),
+        columns=["city_slug", "name", "tier", "tdsp_duns"],
     )
+    multi = cities["tdsp_duns"].str.contains(";", regex=False)
+    cities = cities.drop(columns="tdsp_duns")
     if plans is None:
         plans = active_city_plans(conn)
     stats = summary_stats(plans, ["city_slug"], cities)
+    multi_slugs = set(cities.loc[multi, "city_slug"])
+    stats.loc[stats["city_slug"].isin(multi_slugs), per_tdsp_only_columns()] = None
     stats["plans_refreshed_at"] = stats["city_slug"].map(last_refreshed(conn))
     stats = stats.merge(cities, on="city_slug", how="left")
     stats["computed_at"] = now
@@ -189,19 +212,75 @@ def write_city_summaries(conn: sa.Connection, summaries: pd.DataFrame) -> int:
     return len(records)
 
 
+def _provider_tdsp_summaries(plans: pd.DataFrame) -> dict[int, str]:
+    """Per provider, a JSON list with a row per TDSP it offers plans in: plan count, cheapest
+    rate at 1,000 kWh, and cheapest plan over the typical year among plans priced for the
+    year (ties to the lowest plan id). A home buys in its own TDSP, so these are the figures
+    a provider's page can show as local."""
+    known = plans[
+        plans["typical_rate"].notna()
+        & (plans["rate_type"] == "fixed")
+        & (plans["term_months"] >= YEAR_TERM_MONTHS)
+    ].sort_values(["typical_rate", "plan_id"])
+    best = known.drop_duplicates(["provider_id", "tdsp_duns"]).set_index(
+        ["provider_id", "tdsp_duns"]
+    )
+    out: dict[int, list[dict[str, Any]]] = {}
+    grouped = plans.groupby(["provider_id", "tdsp_duns"], sort=True)
+    for (pid, duns), rows in grouped:
+        row: dict[str, Any] = {
+            "tdsp_duns": str(duns),
+            "plan_count": int(len(rows)),
+            "cheapest_rate_1000": float(rows["rate_1000"].min()),
+            "cheapest_typical_plan_id": None,
+            "cheapest_typical_rate": None,
+            "cheapest_typical_annual_cost": None,
+        }
+        if (pid, duns) in best.index:
+            top = best.loc[(pid, duns)]
+            row.update(
+                cheapest_typical_plan_id=str(top["plan_id"]),
+                cheapest_typical_rate=float(top["typical_rate"]),
+                cheapest_typical_annual_cost=_none_if_nan(top["annual_cost_typical"]),
+            )
+        out.setdefault(int(pid), []).append(row)
+    return {pid: json.dumps(rows, sort_keys=True) for pid, rows in out.items()}
+
+
 def compute_providers(conn: sa.Connection, city_plans: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per provider: active plan counts (total, per TDSP), TDSPs, cities reached, cheapest rate.
+    """Per provider: active plan counts (total, per TDSP), TDSPs, cities reached, the
+    statewide cheapest rates, and its figures per TDSP (`tdsp_summaries`).
 
     `city_plans` is `active_city_plans(conn)` when the caller has already read it (to share it).
     """
     p = t.electricity_plans.c
+    columns = [
+        "plan_id",
+        "provider_id",
+        "tdsp_duns",
+        "rate_1000",
+        "typical_rate",
+        "annual_cost_typical",
+        "rate_type",
+        "term_months",
+    ]
     plans = pd.DataFrame(
         conn.execute(
-            sa.select(p.provider_id, p.tdsp_duns, p.rate_1000, p.typical_rate).where(p.active)
+            sa.select(
+                p.id,
+                p.provider_id,
+                p.tdsp_duns,
+                p.rate_1000,
+                p.typical_rate,
+                p.annual_cost_typical,
+                p.rate_type,
+                p.term_months,
+            ).where(p.active)
         ).all(),
-        columns=["provider_id", "tdsp_duns", "rate_1000", "typical_rate"],
+        columns=columns,
     )
-    plans["typical_rate"] = pd.to_numeric(plans["typical_rate"], errors="coerce")
+    for column in ("typical_rate", "annual_cost_typical", "term_months", "rate_1000"):
+        plans[column] = pd.to_numeric(plans[column], errors="coerce")
     if city_plans is None:
         city_plans = active_city_plans(conn)
     reach = city_plans.groupby("provider_id")["city_slug"].nunique()
@@ -219,6 +298,8 @@ def compute_providers(conn: sa.Connection, city_plans: pd.DataFrame | None = Non
     everyone["plan_counts_by_tdsp"] = [
         json.dumps(counts.get(int(pid), {}), sort_keys=True) for pid in everyone.index
     ]
+    summaries = _provider_tdsp_summaries(plans)
+    everyone["tdsp_summaries"] = [summaries.get(int(pid), "[]") for pid in everyone.index]
     everyone["tdsps"] = [";".join(sorted(json.loads(x))) for x in everyone["plan_counts_by_tdsp"]]
     everyone["cities_reached"] = reach
     everyone["plan_count"] = everyone["plan_count"].fillna(0).astype(int)
@@ -236,6 +317,7 @@ def write_providers(conn: sa.Connection, stats: pd.DataFrame, now: datetime) -> 
         "cities_reached",
         "cheapest_rate_1000",
         "cheapest_typical_rate",
+        "tdsp_summaries",
         "active",
     ]
     params = [

@@ -135,11 +135,21 @@ providers = sa.Table(
         default=0,
         doc="cities where one of its plans is available",
     ),
-    sa.Column("cheapest_rate_1000", sa.Float, doc="its cheapest rate at 1,000 kWh, $/kWh"),
+    sa.Column(
+        "cheapest_rate_1000",
+        sa.Float,
+        doc="its cheapest rate at 1,000 kWh in any TDSP (statewide, not local), $/kWh",
+    ),
     sa.Column(
         "cheapest_typical_rate",
         sa.Float,
-        doc="its cheapest rate over the typical Texas year, $/kWh",
+        doc="its cheapest rate over the typical Texas year in any TDSP (statewide), $/kWh",
+    ),
+    sa.Column(
+        "tdsp_summaries",
+        sa.Text,
+        doc="JSON list per TDSP: plan count, cheapest rate at 1,000 kWh, cheapest plan over "
+        "the typical year among plans priced for the year (migration 0007)",
     ),
     sa.Column("first_seen_at", TS, nullable=False, doc="first refresh that saw it"),
     sa.Column("last_seen_at", TS, nullable=False, doc="last refresh that saw it"),
@@ -184,6 +194,9 @@ electricity_plans = sa.Table(
     sa.Column("credit_to_kwh", sa.Float),  # and stops (NULL: no upper bound)
     sa.Column("annual_cost_typical", sa.Float),  # dollars over the usage profile's year
     sa.Column("typical_rate", sa.Float),  # $/kWh over that year
+    # Migration 0007: the typical year's dearest month ($/kWh) of an exact plan.
+    sa.Column("worst_month_kwh", sa.Float),  # its usage, kWh
+    sa.Column("worst_month_cost", sa.Float),  # its bill, dollars
     sa.Column("price_fingerprint", sa.String(64), nullable=False),
     sa.Column("active", sa.Boolean, nullable=False, default=True),
     sa.Column("source", sa.String(16), nullable=False),
@@ -249,7 +262,8 @@ def _rollup_columns() -> list[sa.Column]:
         sa.Column(
             "cheapest_typical_plan_id",
             sa.String(24),
-            doc="cheapest plan over the typical Texas year (the usage profile)",
+            doc="cheapest plan over the typical Texas year (the usage profile) among plans "
+            "whose price is known for the year: fixed rate, 12 months or more, exact",
         ),
         sa.Column("cheapest_typical_rate", sa.Float, doc="its rate over that year, $/kWh"),
         sa.Column("cheapest_typical_annual_cost", sa.Float, doc="its cost over that year, dollars"),
@@ -257,6 +271,11 @@ def _rollup_columns() -> list[sa.Column]:
             "usage_sensitive_plans",
             sa.Integer,
             doc="plans whose rate swings with usage (credits, usage-ranged charges)",
+        ),
+        sa.Column(
+            "cheapest_1000_plan_id",
+            sa.String(24),
+            doc="the plan with the cheapest rate at 1,000 kWh (migration 0007)",
         ),
     ]
 

@@ -258,6 +258,8 @@ def write_tdsp_plans(
                 "credit_to_kwh": p.credit_to_kwh,
                 "annual_cost_typical": p.annual_cost_typical,
                 "typical_rate": p.typical_rate,
+                "worst_month_kwh": p.worst_month_kwh,
+                "worst_month_cost": p.worst_month_cost,
                 "price_fingerprint": fingerprint,
                 "active": True,
                 "source": source,

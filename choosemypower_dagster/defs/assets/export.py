@@ -130,7 +130,6 @@ def site_export(
             "provider": p["name"],
             "plans": p["planCount"],
             "cities": p["citiesReached"],
-            "cheapest ¢": cents(p["cheapestRate1000Kwh"]),
         }
         for p in site.top_providers
     ]
@@ -157,8 +156,6 @@ def site_export(
             "cities_kept_previous": len(kept),
             "build_seconds": round(built - started, 3),
             "write_seconds": round(finished - built, 3),
-            "top_providers": md(
-                markdown_table(preview, ["provider", "plans", "cities", "cheapest ¢"])
-            ),
+            "top_providers": md(markdown_table(preview, ["provider", "plans", "cities"])),
         }
     )

@@ -118,7 +118,8 @@ PROVIDERS_SPEC = dg.AssetSpec(
     PROVIDERS,
     description=(
         "Retail providers with active plan counts (total and per TDSP), TDSPs served, cities "
-        "reached and cheapest rate; providers with no active plan are kept, marked inactive. "
+        "reached, and per TDSP the cheapest rate and typical-year plan; providers with no "
+        "active plan are kept, marked inactive. "
         "Refreshed in the same run as the plans (under 2 hours old)."
     ),
     deps=[CITY_PLANS],
@@ -167,8 +168,9 @@ def _summaries_result(
             "rows_written": int(written),
             "cities_with_plans": int(len(covered)),
             "cities_without_plans": int(written - len(covered)),
-            "cheapest_rate_1000_cents": cents(frame["rate_1000_min"].min()),
-            "cheapest_typical_year_cents": cents(frame["cheapest_typical_rate"].min()),
+            # over the per-TDSP rows: a multi-TDSP city's row has no cheapest figures
+            "cheapest_rate_1000_cents": cents(by_tdsp["rate_1000_min"].min()),
+            "cheapest_typical_year_cents": cents(by_tdsp["cheapest_typical_rate"].min()),
             "preview": md(markdown_table(rows, list(rows[0]) if rows else ["city"])),
             **notes,
             **_per_tdsp_metadata(by_tdsp, tdsp_rows),
@@ -215,7 +217,7 @@ def _providers_result(
             "provider": r["name"],
             "plans": int(r["plan_count"]),
             "cities": int(r["cities_reached"]),
-            "cheapest ¢": cents(r["cheapest_rate_1000"]),
+            "statewide cheapest ¢": cents(r["cheapest_rate_1000"]),
         }
         for r in active.head(10).to_dict("records")
     ]
@@ -226,7 +228,9 @@ def _providers_result(
             "rows_written": written,
             "active_providers": int(len(active)),
             "inactive_providers": int(written - len(active)),
-            "preview": md(markdown_table(rows, ["provider", "plans", "cities", "cheapest ¢"])),
+            "preview": md(
+                markdown_table(rows, ["provider", "plans", "cities", "statewide cheapest ¢"])
+            ),
         },
     )
 
