@@ -762,8 +762,9 @@ def _build_summary(
             "peopleWhoCanChoose": {
                 "known": f["people_who_can_choose"],
                 "citiesUnknown": f["cities_choosing_unknown"],
-                "rule": "population x competitive ZIP share; unknown where public power "
-                "serves the city or the population is not known",
+                "rule": "population x competitive share (the ZIP share, or the public-power "
+                "table's sourced estimate); unknown where public power serves the city "
+                "without an estimate, or the population is not known",
             },
             "durationSeconds": duration,
             "apiCalls": refresh.api_calls if refresh is not None else None,
