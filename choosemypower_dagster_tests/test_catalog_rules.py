@@ -12,6 +12,7 @@ import csv
 import importlib.util
 import random
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
@@ -294,21 +295,22 @@ def test_an_exception_row_that_does_not_apply_fails_the_build(
         build(script, zips, {"40001": [duns[0]]}, exceptions=[row])
 
 
-def write_exceptions(path: Path, rows: list[dict[str, str]]) -> Path:
+def write_table(path: Path, columns: Sequence[str], rows: list[dict[str, str]]) -> Path:
+    """A reviewed CSV table with `columns` as its header."""
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=EXCEPTION_COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def write_exceptions(path: Path, rows: list[dict[str, str]]) -> Path:
+    return write_table(path, EXCEPTION_COLUMNS, rows)
 
 
 def write_public_power(path: Path, rows: list[dict[str, str]]) -> Path:
     """A public-power table (an empty one: the build applies nothing)."""
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=PUBLIC_POWER_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    return write_table(path, PUBLIC_POWER_COLUMNS, rows)
 
 
 def test_load_exceptions_refuses_a_row_without_reason_naming_file_row_and_field(

@@ -75,10 +75,11 @@ def city_run(
     )
 
 
-def good_state(
-    warehouse: WarehouseResource, api_url: str, cities: Sequence[str], **client: Any
+def catalog_loaded(
+    warehouse: WarehouseResource, api_url: str, **client: Any
 ) -> tuple[dg.Definitions, dg.DagsterInstance]:
-    """A good warehouse and export of `cities` (the export goes to CHOOSEMYPOWER_EXPORT_DIR)."""
+    """The production definitions against `api_url`, on a fresh instance whose catalog (every
+    tier) is loaded: ready for `city_run`."""
     resources = {
         "warehouse": warehouse,
         "comparepower": fast_client(api_url, **client),
@@ -92,6 +93,14 @@ def good_state(
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
     assert catalog.success
+    return defs, instance
+
+
+def good_state(
+    warehouse: WarehouseResource, api_url: str, cities: Sequence[str], **client: Any
+) -> tuple[dg.Definitions, dg.DagsterInstance]:
+    """A good warehouse and export of `cities` (the export goes to CHOOSEMYPOWER_EXPORT_DIR)."""
+    defs, instance = catalog_loaded(warehouse, api_url, **client)
     assert city_run(defs, instance, cities).success
     return defs, instance
 

@@ -11,18 +11,15 @@ import copy
 import re
 from typing import Any
 
-import dagster as dg
 import pytest
 
 from choosemypower_dagster.defs.keys import CITY_PLANS
-from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
-from choosemypower_dagster.defs.tags import RANGE_END_TAG, RANGE_START_TAG
+from choosemypower_dagster.defs.resources import WarehouseResource
 from choosemypower_dagster.lib.display import markdown_table
-from choosemypower_dagster_tests.conftest import fast_client
 from choosemypower_dagster_tests.reliability.hostile import HostileApi
 from choosemypower_dagster_tests.reliability.support import (
+    catalog_loaded,
     catalog_tdsps,
-    checked_definitions,
     city_run,
     single_tdsp_run,
 )
@@ -70,20 +67,7 @@ def test_a_plan_name_cannot_forge_the_cheapest_plans_table(warehouse: WarehouseR
     duns = catalog_tdsps()[cities[0]][0]
     with HostileApi() as api:
         api.edits[duns] = _cheapest_renamed
-        defs = checked_definitions(
-            {
-                "warehouse": warehouse,
-                "comparepower": fast_client(api.url),
-                "city_catalog": CityCatalogResource(),
-            }
-        )
-        instance = dg.DagsterInstance.ephemeral()
-        catalog = defs.resolve_job_def("reference_refresh").execute_in_process(
-            instance=instance,
-            tags={RANGE_START_TAG: "tier1", RANGE_END_TAG: "tier3"},
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-        )
-        assert catalog.success
+        defs, instance = catalog_loaded(warehouse, api.url)
         result = city_run(defs, instance, cities)
     assert result.success
     tables = [

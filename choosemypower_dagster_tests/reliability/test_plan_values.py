@@ -21,16 +21,14 @@ from choosemypower_dagster.cli.report import RefreshReport, format_report, run_r
 from choosemypower_dagster.comparepower.parsing import parse_plans
 from choosemypower_dagster.defs.checks import PRICES_COVER_DELIVERY
 from choosemypower_dagster.defs.keys import CITY_PLANS
-from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
-from choosemypower_dagster.defs.tags import RANGE_END_TAG, RANGE_START_TAG
+from choosemypower_dagster.defs.resources import WarehouseResource
 from choosemypower_dagster.pricing import components as pricing
 from choosemypower_dagster.site.publish import resolve_export_dir
 from choosemypower_dagster.warehouse import schema as t
-from choosemypower_dagster_tests.conftest import fast_client
 from choosemypower_dagster_tests.reliability.hostile import HostileApi
 from choosemypower_dagster_tests.reliability.support import (
+    catalog_loaded,
     catalog_tdsps,
-    checked_definitions,
     city_run,
     single_tdsp_run,
 )
@@ -136,20 +134,7 @@ def test_odd_values_skip_their_plan_only_and_impossible_prices_are_errors(
     with HostileApi() as api:
         good = api.plans(duns)
         api.edits[duns] = odd_values
-        defs = checked_definitions(
-            {
-                "warehouse": warehouse,
-                "comparepower": fast_client(api.url),
-                "city_catalog": CityCatalogResource(),
-            }
-        )
-        instance = dg.DagsterInstance.ephemeral()
-        catalog = defs.resolve_job_def("reference_refresh").execute_in_process(
-            instance=instance,
-            tags={RANGE_START_TAG: "tier1", RANGE_END_TAG: "tier3"},
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-        )
-        assert catalog.success
+        defs, instance = catalog_loaded(warehouse, api.url)
         result = city_run(defs, instance, cities)
 
     # Neither the run nor the TDSP failed: every city refreshed, the export published.
