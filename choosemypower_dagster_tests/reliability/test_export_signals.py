@@ -40,13 +40,21 @@ def _staging(export_dir: Path) -> list[Path]:
     return [p for p in store.iterdir() if p.name.startswith(STAGING_PREFIX)]
 
 
+def _leftovers(export_dir: Path, before: set[str]) -> list[str]:
+    """What a run killed mid-export left in the store: its staging directory, or (when the
+    signal landed between the rename and the switch) its whole but never-current export."""
+    return sorted(set(os.listdir(store_of(export_dir))) - before)
+
+
 def _signal_during_export(
     env: dict[str, str], export_dir: Path, sig: int, moment: str
 ) -> tuple[str, str]:
-    """Start a forced tier1 refresh; send `sig` once the export is being written ("writing")
-    or as soon as the link names the new export ("switched"). Returns the moment it landed
-    and what the process printed."""
+    """Start a forced tier1 refresh; send `sig` once its own export is being written
+    ("writing": a staging directory the previous killed run did not leave) or as soon as the
+    link names the new export ("switched"). Returns the moment it landed and what the process
+    printed."""
     old_target = os.readlink(export_dir)
+    left_before = set(_staging(export_dir))
     proc = subprocess.Popen(
         refresh_command(["--tiers", "tier1", "--force"]),
         env=env,
@@ -61,7 +69,8 @@ def _signal_during_export(
             if proc.poll() is not None:
                 pytest.fail(f"the refresh ended before the signal: {proc.stderr.read()[-2000:]}")
             switched = os.readlink(export_dir) != old_target
-            if (moment == "writing" and _staging(export_dir) and not switched) or (
+            writing = set(_staging(export_dir)) - left_before
+            if (moment == "writing" and writing and not switched) or (
                 moment == "switched" and switched
             ):
                 os.kill(proc.pid, sig)
@@ -120,6 +129,7 @@ def test_sigterm_and_sigkill_during_the_export_leave_one_whole_export(
         start=1,
     ):
         previous = snapshot(_export_dir)
+        before = set(os.listdir(store_of(_export_dir)))
         sandbox.configure(price_epoch=epoch)
         landed, printed = _signal_during_export(env, _export_dir, sig, moment)
         assert landed == moment, (sig, moment, landed)
@@ -129,8 +139,8 @@ def test_sigterm_and_sigkill_during_the_export_leave_one_whole_export(
             assert "interrupted by a signal" in printed, printed
             current = _export_dir.resolve().name
             assert (f"export {current} is current" in printed) == is_new, printed
-        if moment == "writing":  # killed mid-write: its staging directory is left over
-            assert _staging(_export_dir)
+        if moment == "writing":  # killed mid-write: something not current is left over
+            assert _leftovers(_export_dir, before), sorted(os.listdir(store_of(_export_dir)))
         outcomes.append((signal.Signals(sig).name, moment, is_new))
 
     # The next refresh completes and removes every leftover; two exports are kept.
