@@ -86,10 +86,10 @@ def test_a_bound_past_any_home_is_an_open_range(sentinel: Any) -> None:
     null, big = parse_components(plan_components(None)), parse_components(plan_components(sentinel))
     assert big == null
     assert all(charge.to_kwh is None for charge in big)
-    assert breakdown(big).as_site() == breakdown(null).as_site()
-    site = breakdown(big).as_site()
-    assert site["tdspCharges"] == {"dollarsPerMonth": 4.23, "centsPerKwh": 5.57}
-    assert site["energyCharge"] == 0.12 and site["baseCharge"] == 9.95
+    assert breakdown(big) == breakdown(null)
+    shown = breakdown(big)
+    assert shown.structure()["tdspCharges"] == {"dollarsPerMonth": 4.23, "centsPerKwh": 5.57}
+    assert shown.energy_charge == 0.12 and shown.base_charge == 9.95
     assert usage_sensitivity(big) == usage_sensitivity(null)
     assert credit_window_kwh(big) == (1000, None)
     plain = [c for c in big if c.amount > 0]

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from choosemypower_dagster.catalog.tdsps import load_tdsps
-from choosemypower_dagster.comparepower.parsing import PlanRecord, parse_plans
+from choosemypower_dagster.comparepower.parsing import parse_plans
+from choosemypower_dagster.pricing.plan import PlanRecord
 from choosemypower_dagster.pricing.profile import configured_profile, load_profile
 from choosemypower_dagster.sandbox import SandboxServer
 from choosemypower_dagster.sandbox.universe import build_universe

@@ -288,29 +288,31 @@ def test_unusable_quote_values_raise_naming_the_field() -> None:
 
 
 def test_breakdown_of_tiered_energy_has_no_single_energy_charge() -> None:
-    site = breakdown(charges(TIERED)).as_site()
+    shown = breakdown(charges(TIERED))
+    site = shown.structure()
     assert site["energyCharges"] == [
         {"centsPerKwh": 10.0, "fromKwh": 0, "toKwh": 1000},
         {"centsPerKwh": 14.0, "fromKwh": 1001, "toKwh": None},
     ]
-    assert site["energyCharge"] is None  # two tiers: no exact single value
-    assert site["baseCharge"] == 0.0 and site["billCredit"] == 0.0  # exactly none
+    assert shown.energy_charge is None  # two tiers: no exact single value
+    assert shown.base_charge == 0.0 and shown.bill_credit == 0.0  # exactly none
     assert site["baseCharges"] == [] and site["billCredits"] == []
     assert site["tdspCharges"] == {"dollarsPerMonth": None, "centsPerKwh": None}  # not itemised
 
 
 def test_breakdown_of_conditional_base_and_tdsp() -> None:
-    site = breakdown(charges(CONDITIONAL_BASE)).as_site()
+    shown = breakdown(charges(CONDITIONAL_BASE))
+    site = shown.structure()
     assert site["baseCharges"] == [{"dollars": 9.95, "fromKwh": 0, "toKwh": 999}]
-    assert site["baseCharge"] is None
+    assert shown.base_charge is None
     assert site["energyCharges"] == [{"centsPerKwh": 12.0, "fromKwh": 0, "toKwh": None}]
-    assert site["energyCharge"] == 0.12
+    assert shown.energy_charge == 0.12
     assert site["tdspCharges"] == {"dollarsPerMonth": 4.0, "centsPerKwh": 5.0}
 
 
 def test_breakdown_of_stepped_credits() -> None:
     result = breakdown(charges(STEPPED_CREDITS))
-    assert result.as_site()["billCredits"] == [
+    assert result.structure()["billCredits"] == [
         {"dollars": 50.0, "fromKwh": 800, "toKwh": 1199},
         {"dollars": 100.0, "fromKwh": 1200, "toKwh": None},
     ]
@@ -321,7 +323,7 @@ def test_breakdown_of_a_plain_plan_is_exact_unless_told_otherwise() -> None:
     plan = charges(WITH_TDSP)
     exact = breakdown(plan)
     assert (exact.base_charge, exact.energy_charge, exact.bill_credit) == (5.0, 0.09, 0.0)
-    assert exact.as_site()["tdspCharges"] == {"dollarsPerMonth": 4.23, "centsPerKwh": 5.598}
+    assert exact.structure()["tdspCharges"] == {"dollarsPerMonth": 4.23, "centsPerKwh": 5.598}
     inexact = breakdown(plan, exact=False)
     assert (inexact.base_charge, inexact.energy_charge, inexact.bill_credit) == (None,) * 3
     assert inexact.energy_charges == exact.energy_charges  # the rows themselves stay
@@ -333,7 +335,7 @@ def test_breakdown_sums_charges_of_the_same_range_and_unconditional_credit_is_ex
     assert result.energy_charges == ({"centsPerKwh": 9.0, "fromKwh": 0, "toKwh": None},)
     assert result.energy_charge == pytest.approx(0.09)
     assert result.bill_credit == 10.0
-    assert breakdown([]).as_site()["energyCharge"] is None
+    assert breakdown([]).energy_charge is None
 
 
 # -- usage sensitivity ---------------------------------------------------------------------------

@@ -11,15 +11,13 @@ an error. No error on one plan's numbers, whatever they are, fails its TDSP.
 ObjectIds (`_id`, the brand's `_id`) are normalised to lower case here, where they enter: an
 upper-cased twin of a plan's id is the same plan (a duplicate, skipped).
 
-Each plan's components become typed charges (`pricing.components`): the breakdown the site
-shows, whether they reproduce the API's quotes (`pricing_exact`; an inexact plan's flat fields
-and typical-year figures stay empty), how usage-sensitive the price is, and its cost over the
-usage profile's typical year.
+Each plan's components become typed charges (`pricing.components`), checked here; what they
+price (breakdown, exactness, usage sensitivity, the typical year) is `pricing.plan`'s, and so is
+the `PlanRecord` the parser returns.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -29,77 +27,8 @@ from typing import Any
 from choosemypower_dagster.comparepower import bounds
 from choosemypower_dagster.comparepower.errors import MalformedResponseError
 from choosemypower_dagster.pricing import components as pricing
-from choosemypower_dagster.pricing.profile import (
-    UsageProfile,
-    annual_cost,
-    load_profile,
-    worst_month,
-)
-
-
-@dataclass(frozen=True)
-class PlanRecord:
-    """One plan as the warehouse stores it; rates are dollars per kWh."""
-
-    external_id: str
-    tdsp_duns: str
-    provider_name: str
-    provider_legal_name: str | None
-    provider_puct_number: str | None
-    provider_external_id: str | None
-    name: str
-    family: str | None
-    term_months: int | None
-    rate_type: str
-    percent_green: float | None
-    early_termination_fee: float | None
-    is_pre_pay: bool
-    is_time_of_use: bool
-    requires_auto_pay: bool
-    requires_deposit: bool
-    rate_500: float | None
-    rate_1000: float
-    rate_2000: float | None
-    base_charge: float | None
-    energy_charge: float | None
-    bill_credit: float | None
-    components: str
-    expected_prices: str
-    efl_url: str | None
-    tos_url: str | None
-    yraac_url: str | None
-    pricing_exact: bool = False
-    pricing_structure: str = "{}"  # JSON: energyCharges, baseCharges, billCredits, tdspCharges
-    usage_sensitive: bool = False
-    price_swing_cents: float | None = None
-    credit_from_kwh: float | None = None
-    credit_to_kwh: float | None = None
-    annual_cost_typical: float | None = None  # dollars over the usage profile's year
-    typical_rate: float | None = None  # $/kWh over that year
-    worst_month_kwh: float | None = None  # the typical year's dearest month ($/kWh): its usage
-    worst_month_cost: float | None = None  # and its bill, dollars
-
-    @property
-    def price_fingerprint(self) -> str:
-        """Hash of everything that prices the plan: a change here is a price change."""
-        return hashlib.sha256(
-            json.dumps(self.pricing_fields(), sort_keys=True).encode()
-        ).hexdigest()
-
-    def pricing_fields(self) -> dict[str, Any]:
-        """The fields whose change is recorded in the price history."""
-        return {name: getattr(self, name) for name in PRICING_FIELDS}
-
-
-PRICING_FIELDS = (
-    "rate_500",
-    "rate_1000",
-    "rate_2000",
-    "base_charge",
-    "energy_charge",
-    "bill_credit",
-    "early_termination_fee",
-)
+from choosemypower_dagster.pricing.plan import PlanRecord, priced_fields
+from choosemypower_dagster.pricing.profile import UsageProfile, load_profile
 
 
 @dataclass(frozen=True)
@@ -232,44 +161,14 @@ class ForeignTdspError(_BadPlan):
 def _pricing_fields(
     plan: dict[str, Any], quotes: dict[int, float], profile: UsageProfile
 ) -> dict[str, Any]:
-    """What the components say: breakdown, exactness, usage sensitivity, typical-year cost."""
+    """The plan's components checked against what a real plan can have, then priced."""
     try:
         charges = pricing.parse_components(plan.get("components") or [])
     except ValueError as exc:
         raise _BadPlan(str(exc)) from None
     _check_charges(charges)
     _check_possible(charges, quotes)
-    exact = pricing.reproduces_quotes(charges, quotes)
-    structure = pricing.breakdown(charges, exact=exact).as_site()
-    fields: dict[str, Any] = {
-        "pricing_exact": exact,
-        # The flat legacy fields keep their old sign: a credit is a negative amount.
-        "base_charge": structure.pop("baseCharge"),
-        "energy_charge": structure["energyCharge"],
-        "bill_credit": None if structure["billCredit"] is None else -structure["billCredit"],
-    }
-    structure.pop("energyCharge")
-    structure.pop("billCredit")
-    fields["pricing_structure"] = json.dumps(structure, sort_keys=True, separators=(",", ":"))
-    if charges:
-        sensitivity = pricing.usage_sensitivity(charges)
-        window = sensitivity.credit_window_kwh
-        fields.update(
-            usage_sensitive=sensitivity.sensitive,
-            price_swing_cents=sensitivity.swing_cents,
-            credit_from_kwh=float(window[0]) if window else None,
-            credit_to_kwh=float(window[1]) if window and window[1] is not None else None,
-        )
-    if exact:
-        cost = annual_cost(charges, profile)
-        worst = worst_month(charges, profile)
-        fields.update(
-            annual_cost_typical=round(cost, 2),
-            typical_rate=cost / profile.annual_kwh,
-            worst_month_kwh=worst.kwh,
-            worst_month_cost=round(worst.dollars, 2),
-        )
-    return fields
+    return priced_fields(charges, quotes, profile)
 
 
 _AMOUNT_BOUNDS = {

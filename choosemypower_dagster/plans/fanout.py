@@ -27,9 +27,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from choosemypower_dagster.catalog.tdsps import Tdsp, tdsps_by_duns
 from choosemypower_dagster.comparepower.client import ComparePowerClient
-from choosemypower_dagster.comparepower.parsing import PlanRecord
 from choosemypower_dagster.lib.display import markdown_row
 from choosemypower_dagster.plans.source import CLOCK_SKEW_LIMIT, LoadResult, load_tdsp_plans
+from choosemypower_dagster.pricing.plan import PlanRecord
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster.warehouse.writes import (
     TdspWrite,

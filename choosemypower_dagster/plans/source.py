@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from choosemypower_dagster.comparepower.client import ComparePowerClient, FetchResult
 from choosemypower_dagster.comparepower.errors import ComparePowerError, MalformedResponseError
-from choosemypower_dagster.comparepower.parsing import ParseResult, PlanRecord, parse_plans
+from choosemypower_dagster.comparepower.parsing import ParseResult, parse_plans
 from choosemypower_dagster.lib.redact import upstream_excerpt
 from choosemypower_dagster.plans.plausibility import (
     BOUNDS,
@@ -25,6 +25,7 @@ from choosemypower_dagster.plans.plausibility import (
     accepted_plan_counts,
     refusal_reason,
 )
+from choosemypower_dagster.pricing.plan import PlanRecord
 from choosemypower_dagster.pricing.profile import UsageProfile, configured_profile
 from choosemypower_dagster.warehouse.cache import cache_key, cache_lookup, cache_store
 from choosemypower_dagster.warehouse.refresh_log import tdsp_failures_since

@@ -324,8 +324,9 @@ class Breakdown:
     energy_charge: float | None
     bill_credit: float | None
 
-    def as_site(self) -> dict[str, Any]:
-        """The JSON object the site reads (camelCase keys)."""
+    def structure(self) -> dict[str, Any]:
+        """The ranged rows and TDSP figures as the warehouse's `pricing_structure` column keeps
+        them (JSON); the flat fields are columns of their own."""
         return {
             "energyCharges": [dict(row) for row in self.energy_charges],
             "baseCharges": [dict(row) for row in self.base_charges],
@@ -334,9 +335,6 @@ class Breakdown:
                 "dollarsPerMonth": self.tdsp_dollars_per_month,
                 "centsPerKwh": self.tdsp_cents_per_kwh,
             },
-            "baseCharge": self.base_charge,
-            "energyCharge": self.energy_charge,
-            "billCredit": self.bill_credit,
         }
 
 
@@ -345,7 +343,7 @@ def _round(value: float | None, digits: int = 6) -> float | None:
 
 
 def breakdown(charges: Sequence[Charge], *, exact: bool = True) -> Breakdown:
-    """The site's structure for a plan (see `Breakdown`).
+    """A plan's charges grouped for display (see `Breakdown`).
 
     Pass `exact=False` for a plan whose components do not reproduce its quotes: the legacy
     flat fields are then all None, since no single number can be vouched for.

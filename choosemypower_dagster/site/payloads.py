@@ -97,14 +97,19 @@ def snapshot(engine: sa.Engine) -> Iterator[sa.Connection]:
         yield conn
 
 
-_EMPTY_STRUCTURE = json.dumps(
-    {
-        "energyCharges": [],
-        "baseCharges": [],
-        "billCredits": [],
-        "tdspCharges": {"dollarsPerMonth": None, "centsPerKwh": None},
+_NO_TDSP_CHARGES = {"dollarsPerMonth": None, "centsPerKwh": None}
+
+
+def _breakdown(stored: str | None) -> dict[str, Any]:
+    """The plan's ranged charges for the site, from the warehouse's `pricing_structure` JSON
+    (`pricing.components.Breakdown.structure()`); empty lists before any were stored."""
+    structure = json.loads(stored or "{}")
+    return {
+        "energyCharges": structure.get("energyCharges", []),
+        "baseCharges": structure.get("baseCharges", []),
+        "billCredits": structure.get("billCredits", []),
+        "tdspCharges": structure.get("tdspCharges", _NO_TDSP_CHARGES),
     }
-)
 
 
 def _kwh(value: float | None) -> float | int | None:
@@ -150,7 +155,7 @@ def _plan_entry(row: Any) -> dict[str, Any]:
         "rate500Kwh": rate(row.rate_500),
         "rate1000Kwh": rate(row.rate_1000),
         "rate2000Kwh": rate(row.rate_2000),
-        **json.loads(row.pricing_structure or _EMPTY_STRUCTURE),
+        **_breakdown(row.pricing_structure),
         # The flat fields of the site's older pages: set only where the components are exact.
         "baseCharge": row.base_charge,
         "energyCharge": row.energy_charge,

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from choosemypower_dagster.catalog.cities import City
 from choosemypower_dagster.catalog.public_power import PublicPowerRow
 from choosemypower_dagster.catalog.tdsps import Tdsp
-from choosemypower_dagster.comparepower.parsing import PRICING_FIELDS, PlanRecord
+from choosemypower_dagster.pricing.plan import PRICING_FIELDS, PlanRecord
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster.warehouse.ids import new_object_id
 from choosemypower_dagster.warehouse.upsert import upsert
