@@ -16,8 +16,8 @@ from choosemypower_dagster.checks.staleness import staleness_outcome
 from choosemypower_dagster.defs.jobs import city_refresh, health_checks
 from choosemypower_dagster.defs.keys import CITY_PLANS, REFRESH_HEALTH_CHECK, STALE_CITIES_CHECK
 from choosemypower_dagster.defs.operator_checks import (
-    OPERATOR_CHECKS,
     latest_materialization_times,
+    refresh_status,
 )
 from choosemypower_dagster.defs.resources import WarehouseResource
 from choosemypower_dagster.defs.sensors.health_after_refresh import (
@@ -37,10 +37,11 @@ HOUR = 3600.0
 def run_operator_checks(
     instance: dg.DagsterInstance, resources: dict[str, Any]
 ) -> dict[str, dg.AssetCheckEvaluation]:
-    """The health_checks selection, run in process against `instance` and the warehouse."""
+    """The health_checks selection (refresh_status and its checks), run in process against
+    `instance` and the warehouse."""
     result = dg.materialize(
-        [*ALL_ASSETS, *OPERATOR_CHECKS],
-        selection=dg.AssetSelection.checks(*OPERATOR_CHECKS),
+        [*ALL_ASSETS, refresh_status],
+        selection=[refresh_status.key],
         resources=resources,
         instance=instance,
     )
@@ -202,5 +203,39 @@ def test_health_checks_run_after_each_refresh_not_inside_it() -> None:
     assert checks_of(health_checks.name) == operator
     assert not operator & checks_of(city_refresh.name)
     assert len(checks_of(city_refresh.name)) > 10  # the refresh's own checks stay
+    # on an asset of their own: no backfill or retry of city_plans plans (or skips) them
+    every_check = defs.resolve_asset_graph().asset_check_keys
+    assert operator <= every_check
+    assert not any(check.asset_key == CITY_PLANS for check in every_check)
+    assert CITY_PLANS not in {c.asset_key for c in operator}
     for sensor in (health_checks_after_refresh, health_checks_after_failed_refresh):
         assert sensor.job_name == health_checks.name
+
+
+def test_health_checks_follow_runs_that_refreshed_plans_only(resources: dict[str, Any]) -> None:
+    """A backfill or retry of only city_plans (any job) triggers the operator's view once; a
+    roll-up or export run after it does not."""
+    instance = dg.DagsterInstance.ephemeral()
+    first = city_keys()[0]
+    assert materialize_catalog(resources, instance, ("tier1", "tier1")).success
+    plans_only = materialize_cities(resources, instance, first, first, selection=["city_plans"])
+    rollups_only = dg.materialize(
+        ALL_ASSETS,
+        selection=["city_summaries", "providers"],
+        resources=resources,
+        instance=instance,
+    )
+    assert plans_only.success and rollups_only.success
+
+    def requested(result: dg.ExecuteInProcessResult) -> bool:
+        context = dg.build_run_status_sensor_context(
+            sensor_name=health_checks_after_refresh.name,
+            dagster_instance=instance,
+            dagster_run=result.dagster_run,
+            dagster_event=result.get_run_success_event(),
+        )
+        outcome = health_checks_after_refresh(context)
+        return isinstance(outcome, dg.RunRequest)
+
+    assert requested(plans_only)
+    assert not requested(rollups_only)
