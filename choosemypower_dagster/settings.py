@@ -121,6 +121,18 @@ ALERT_WEBHOOK_URL = Setting(
     None,
     "failed-run alerts are POSTed here as JSON (logged when unset)",
 )
+UI_URL = Setting(
+    "CHOOSEMYPOWER_UI_URL",
+    None,
+    "the Dagster webserver's base URL (e.g. `https://dagster.example.com`): alerts link to "
+    "the run there; without it they name the run id only",
+)
+ALERT_REMINDER_HOURS = Setting(
+    "CHOOSEMYPOWER_ALERT_REMINDER_HOURS",
+    "4",
+    "while a TDSP stays down, its incident is posted again at most this often",
+    minimum=0,
+)
 RETRY_MAX_ATTEMPTS = Setting(
     "CHOOSEMYPOWER_RETRY_MAX_ATTEMPTS",
     "3",
@@ -176,6 +188,8 @@ SETTINGS: tuple[Setting, ...] = (
     TDSP_TABLE,
     EXPORT_DIR,
     ALERT_WEBHOOK_URL,
+    UI_URL,
+    ALERT_REMINDER_HOURS,
     RETRY_MAX_ATTEMPTS,
     RETRY_BASE_DELAY_MINUTES,
     HISTORY_RETENTION_DAYS,

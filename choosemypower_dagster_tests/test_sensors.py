@@ -25,11 +25,16 @@ from choosemypower_dagster.catalog.keys import city_keys
 from choosemypower_dagster.comparepower import pacing as throttle
 from choosemypower_dagster.defs.jobs import city_refresh, reference_refresh
 from choosemypower_dagster.defs.partitions import tier_key_range
-from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
+from choosemypower_dagster.defs.resources import (
+    AlertsResource,
+    CityCatalogResource,
+    WarehouseResource,
+)
 from choosemypower_dagster.defs.sensors.catalog_changed import build_catalog_sensor
-from choosemypower_dagster.defs.sensors.failed_runs import report_failed_runs
+from choosemypower_dagster.defs.sensors.failed_runs import check_incidents, report_failed_runs
 from choosemypower_dagster.defs.sensors.retry_failed_cities import build_retry_sensor
 from choosemypower_dagster.defs.tags import (
+    ALERT_TAG,
     CATALOG_CHANGE_TAG,
     RANGE_END_TAG,
     RANGE_START_TAG,
@@ -358,42 +363,66 @@ def _failure_context(instance: dg.DagsterInstance, result: dg.ExecuteInProcessRe
     ).for_run_failure()
 
 
-def test_failure_sensor_posts_job_partitions_and_error(
-    failed_run, webhook, monkeypatch, city_resources
+def test_an_outage_is_one_incident_down_once_reminded_then_recovered_once(
+    failed_run, webhook, monkeypatch, city_resources, sandbox
 ):
+    """The first failed run of a TDSP posts "down" (short: counts, reason, backfill text, a
+    link to the run); a second failed run of the same outage posts nothing; a reminder comes
+    once the reminder time has passed; "recovered" comes once its cities are refreshed."""
     url, recorder = webhook
     monkeypatch.setenv(ALERT_WEBHOOK_URL.name, url)
     instance, result = failed_run
-    report_failed_runs(_failure_context(instance, result), warehouse=city_resources["warehouse"])
-    (payload,) = recorder.received
-    assert payload["job"] == "city_refresh"
-    assert payload["run_id"] == result.run_id
-    assert payload["partition_range"] == {"start": FIRST_TWELVE[0], "end": FIRST_TWELVE[-1]}
-    assert payload["error"]
-    (step,) = payload["failed_steps"]
-    assert "cities failed" in step["error"]
-    assert set(payload["failed_cities"]) == _failed(instance)
-    # The alert names the refresh_health figures of the last day: this run's failures miss
-    # the success-rate target and pass the 5% alert threshold.
-    health = payload["refresh_health"]
-    failed = len(_failed(instance))
-    assert health["cities_failed"] == failed
-    assert health["cities_refreshed"] == len(FIRST_TWELVE) - failed
-    rate = f"{(len(FIRST_TWELVE) - failed) / len(FIRST_TWELVE):.1%}"
-    assert any(m.startswith(f"sync success rate {rate}") for m in health["missed"]), health
-    assert any(a.startswith("failures ") for a in health["alerts"]), health
+    warehouse = city_resources["warehouse"]
+    alerts = AlertsResource(ui_url="http://dagster.example:3000/", reminder_hours=4)
+    report_failed_runs(_failure_context(instance, result), warehouse=warehouse, alerts=alerts)
+    (down,) = recorder.received
+    failed = _failed(instance)
+    assert down["event"] == "tdsp_down" and down["run_id"] == result.run_id
+    assert down["run_url"] == f"http://dagster.example:3000/runs/{result.run_id}"
+    assert f"down since {down['tdsps'][0]['since']}" in down["text"]
+    assert f": {len(failed)} cities kept their previous data" in down["text"]
+    (tdsp,) = down["tdsps"]
+    assert tdsp["cities_kept_previous"] == len(failed) and tdsp["reason"]
+    assert down["backfill_ranges"].startswith("[")
+    assert len(json.dumps(down)) < 2000  # short: no per-city list
+    assert instance.get_run_by_id(result.run_id).tags[ALERT_TAG] == "delivered"
+
+    # The same outage, another failed run: folded into the incident, nothing posted.
+    again = _refresh(city_resources, instance, FIRST_TWELVE[0], FIRST_TWELVE[-1])
+    assert not again.success
+    report_failed_runs(_failure_context(instance, again), warehouse=warehouse, alerts=alerts)
+    assert len(recorder.received) == 1
+    assert instance.get_run_by_id(again.run_id).tags[ALERT_TAG] == "incident"
+    assert check_incidents(instance, alerts) == []  # not yet due, not recovered
+
+    # Hours later, still down: one reminder, naming both failed runs.
+    (reminded,) = check_incidents(instance, alerts, now=time.time() + 4 * 3600 + 1)
+    assert reminded.delivered
+    assert recorder.received[-1]["event"] == "tdsp_still_down"
+    assert "(2 failed run(s))" in recorder.received[-1]["text"]
+
+    # The TDSP answers: the next refresh of its cities closes the incident, posted once.
+    sandbox.configure(fail_tdsps=[])
+    healed = _refresh(city_resources, instance, FIRST_TWELVE[0], FIRST_TWELVE[-1])
+    assert healed.success
+    (recovered,) = check_incidents(instance, alerts)
+    assert recovered.delivered
+    last = recorder.received[-1]
+    assert last["event"] == "tdsp_recovered" and last["run_id"] == healed.run_id
+    assert "recovered at" in last["text"]
+    assert check_incidents(instance, alerts) == []
+    assert len(recorder.received) == 3
 
 
 def test_the_command_alerts_its_failed_runs_only_when_no_daemon_would(
     failed_run, webhook, monkeypatch, city_resources
 ):
     """The sensor sees only failures after its first tick: a command run that fails with no
-    sensor daemon beating is alerted by the command, with the sensor's payload; with one
-    beating, the command leaves it to the sensor, so each failure is alerted once."""
+    sensor daemon beating is alerted by the command, as the sensor would; with one beating,
+    the command leaves it to the sensor, so each failure is alerted once."""
     from dagster._daemon.types import DaemonHeartbeat
 
     from choosemypower_dagster.cli.refresh import alert_failed_runs
-    from choosemypower_dagster.defs.sensors.failed_runs import health_report
 
     url, recorder = webhook
     monkeypatch.setenv(ALERT_WEBHOOK_URL.name, url)
@@ -401,19 +430,12 @@ def test_the_command_alerts_its_failed_runs_only_when_no_daemon_would(
     warehouse = city_resources["warehouse"]
     assert len(alert_failed_runs(instance, [result], warehouse)) == 1
     (payload,) = recorder.received
-    health = payload.pop("refresh_health")
-    assert payload == _sensor_payload(instance, result)
-    assert health == health_report(warehouse)  # the same figures as the sensor's alert
+    assert payload["event"] == "tdsp_down" and payload["run_id"] == result.run_id
+    assert payload["tdsps"][0]["cities_kept_previous"] == len(_failed(instance))
 
     instance.add_daemon_heartbeat(DaemonHeartbeat(time.time(), "SENSOR", None, None))
     assert alert_failed_runs(instance, [result], warehouse) == []
     assert len(recorder.received) == 1
-
-
-def _sensor_payload(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult):
-    from choosemypower_dagster.defs.sensors.failed_runs import failure_payload
-
-    return json.loads(json.dumps(failure_payload(_failure_context(instance, result)), default=str))
 
 
 @pytest.mark.parametrize("target", ["closed_port", "server_error", "unset"])
@@ -431,7 +453,11 @@ def test_failure_sensor_survives_a_broken_or_missing_webhook(
     instance, result = failed_run
     capfd.readouterr()
     # must not raise
-    report_failed_runs(_failure_context(instance, result), warehouse=city_resources["warehouse"])
+    report_failed_runs(
+        _failure_context(instance, result),
+        warehouse=city_resources["warehouse"],
+        alerts=AlertsResource(),
+    )
     expected = {
         "closed_port": "alert webhook failed (ConnectError",
         "server_error": "alert webhook answered HTTP 500",

@@ -14,6 +14,8 @@ REFRESH_STATUS = dg.AssetKey("refresh_status")
 REFERENCE_GROUP = "reference"
 PLANS_GROUP = "plans"
 PUBLISHING_GROUP = "publishing"
+#: The operator's view (refresh_status): kept out of every refresh by its group.
+OPERATIONS_GROUP = "operations"
 OWNER = "team:data-platform"
 
 #: The concurrency pool of the API-calling step (its limit is set in dagster.yaml).

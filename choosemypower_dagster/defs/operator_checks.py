@@ -37,7 +37,7 @@ from choosemypower_dagster.checks.staleness import stale_windows_hours, stalenes
 from choosemypower_dagster.defs.keys import (
     CITY_PLANS,
     OWNER,
-    PLANS_GROUP,
+    OPERATIONS_GROUP,
     REFRESH_HEALTH_CHECK,
     REFRESH_STATUS,
     STALE_CITIES_CHECK,
@@ -194,7 +194,7 @@ def refresh_health_result(
 @dg.asset(
     key=REFRESH_STATUS,
     deps=[CITY_PLANS],
-    group_name=PLANS_GROUP,
+    group_name=OPERATIONS_GROUP,
     owners=[OWNER],
     kinds={"dagster"},
     description=(
