@@ -36,8 +36,8 @@ from choosemypower_dagster.checks.outcome import rows_table
 from choosemypower_dagster.checks.staleness import stale_windows_hours, staleness_outcome
 from choosemypower_dagster.defs.keys import (
     CITY_PLANS,
-    OWNER,
     OPERATIONS_GROUP,
+    OWNER,
     REFRESH_HEALTH_CHECK,
     REFRESH_STATUS,
     STALE_CITIES_CHECK,
