@@ -78,8 +78,13 @@ def _refresh(
     return _execute(request, resources, instance, "city_refresh")
 
 
-def _tick(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor: str | None):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor)
+def _tick(
+    sensor: dg.SensorDefinition,
+    instance: dg.DagsterInstance,
+    cursor: str | None,
+    resources: dict[str, Any] | None = None,
+):
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
     data = sensor.evaluate_tick(context)
     return list(data.run_requests or []), data.skip_message, data.cursor
 
@@ -137,8 +142,9 @@ def test_retry_sensor_backs_off_caps_attempts_and_forgets_recovered_cities(
     clock = Clock(first_failure + 60)
     sensor = build_retry_sensor(max_retries=2, base_delay=timedelta(minutes=5), clock=clock)
 
+    probe_with = {"comparepower": city_resources["comparepower"]}
     # One minute after the failure: too early (first delay is 5 minutes).
-    requests, skip, cursor = _tick(sensor, instance, None)
+    requests, skip, cursor = _tick(sensor, instance, None, probe_with)
     assert requests == []
     assert "waiting for their backoff" in skip
     assert set(json.loads(cursor)) == failed
@@ -151,10 +157,24 @@ def test_retry_sensor_backs_off_caps_attempts_and_forgets_recovered_cities(
     sandbox.configure(fail_tdsps=[failing_duns])
     throttle.reset_all()
 
-    # Five minutes after: one run per tier, over the span of its still-failed cities.
+    # Five minutes after, still down: the TDSP is probed once, no run, the attempt spent.
     clock.now = first_failure + 5 * 60 + 1
-    requests, skip, cursor = _tick(sensor, instance, cursor)
+    requests, skip, cursor = _tick(sensor, instance, cursor, probe_with)
     still_failed = sorted(failed - {recovered_early}, key=FIRST_TWELVE.index)
+    assert requests == [] and "still failing" in skip, skip
+    assert recovered_early not in json.loads(cursor)
+    assert all(json.loads(cursor)[k]["attempts"] == 1 for k in still_failed)
+    probed = clock.now
+
+    # The TDSP answers again. The second delay doubles from the probe: 5 minutes after it is
+    # too early, 10 is due: one run per tier, over the span of its still-failed cities.
+    sandbox.configure(fail_tdsps=[])
+    throttle.reset_all()
+    clock.now = probed + 5 * 60 + 1
+    requests, skip, cursor = _tick(sensor, instance, cursor, probe_with)
+    assert requests == [] and "waiting" in skip
+    clock.now = probed + 10 * 60 + 1
+    requests, skip, cursor = _tick(sensor, instance, cursor, probe_with)
     requested = {
         key
         for start, end in _ranges(requests)
@@ -163,48 +183,22 @@ def test_retry_sensor_backs_off_caps_attempts_and_forgets_recovered_cities(
     assert len(requests) == 1  # the first twelve are all tier1
     assert _ranges(requests) == [(still_failed[0], still_failed[-1])]
     assert requested >= set(still_failed)  # the healthy cities between them come along
-    assert recovered_early not in json.loads(cursor)
-    assert all(r.tags[RETRY_ATTEMPT_TAG] == "1" for r in requests)
+    assert all(r.tags[RETRY_ATTEMPT_TAG] == "2" for r in requests)
     assert all(r.tags[TRIGGER_TAG] == "sensor" for r in requests)
     assert all(r.tags[TRIGGER_NAME_TAG] == "retry_failed_cities" for r in requests)
-    assert len({r.run_key for r in requests}) == len(requests)
 
-    # Evaluated again before those runs happened: nothing new is requested.
-    again, skip, cursor = _tick(sensor, instance, cursor)
+    # Evaluated again before that run happened: nothing new is requested.
+    again, skip, cursor = _tick(sensor, instance, cursor, probe_with)
     assert again == []
 
-    # The retry run fails again (the TDSP is still down).
-    stubborn, *healed = requests
-    assert healed == []
-    assert not _execute(stubborn, city_resources, instance, "city_refresh").success
-    second_failure = _latest_failure_ts(instance)
-    sandbox.configure(fail_tdsps=[])
-    throttle.reset_all()
-    for request in healed:
-        assert _execute(request, city_resources, instance, "city_refresh").success
+    # The TDSP fails again just as the retry runs: the cap (2 retries) is reached.
     sandbox.configure(fail_tdsps=[failing_duns])
     throttle.reset_all()
-    stubborn_cities = set(_ranges([stubborn])[0]) | {
-        k for k in _failed(instance) if k in FIRST_TWELVE
-    }
-    assert _failed(instance) == stubborn_cities
-
-    # The second delay doubles: 5 minutes after the new failure is too early, 10 is due.
-    clock.now = second_failure + 5 * 60 + 1
-    requests, skip, cursor = _tick(sensor, instance, cursor)
-    assert requests == [] and "waiting" in skip
-    assert set(json.loads(cursor)) == stubborn_cities  # healed cities are forgotten
-    clock.now = second_failure + 10 * 60 + 1
-    requests, skip, cursor = _tick(sensor, instance, cursor)
-    assert _ranges(requests) == _ranges([stubborn])
-    assert requests[0].tags[RETRY_ATTEMPT_TAG] == "2"
-    assert requests[0].run_key != stubborn.run_key
-
-    # The second retry fails too: the cap (2 retries) is reached and the sensor says so.
-    assert not _execute(requests[0], city_resources, instance, "city_refresh").success
+    (retry,) = requests
+    assert not _execute(retry, city_resources, instance, "city_refresh").success
     clock.now = _latest_failure_ts(instance) + 24 * 3600
     capfd.readouterr()
-    requests, skip, cursor = _tick(sensor, instance, cursor)
+    requests, skip, cursor = _tick(sensor, instance, cursor, probe_with)
     assert requests == []
     assert "gave up on" in skip and "after 2 retries" in skip
     tick_log = capfd.readouterr().err  # the sensor's context.log (the tick log in the UI)
@@ -214,9 +208,9 @@ def test_retry_sensor_backs_off_caps_attempts_and_forgets_recovered_cities(
     # Fixed by hand: the cities leave the cursor and nothing is retried any more.
     sandbox.configure(fail_tdsps=[])
     throttle.reset_all()
-    start, end = _ranges([stubborn])[0]
+    start, end = _ranges([retry])[0]
     assert _refresh(city_resources, instance, start, end).success
-    requests, skip, cursor = _tick(sensor, instance, cursor)
+    requests, skip, cursor = _tick(sensor, instance, cursor, probe_with)
     assert requests == []
     assert skip == "no failed city partitions to retry"
     assert json.loads(cursor) == {}

@@ -102,7 +102,8 @@ def retry_queue(instance: dg.DagsterInstance, now: float) -> list[dict[str, Any]
         elif failure is not None and entry.get("retried") == failure.run_id:
             next_step = f"retry requested {_fmt(float(entry.get('requested_at', now)))}"
         elif failure is not None:
-            next_step = f"retry at {_fmt(failure.timestamp + delay_s * 2**attempts)}"
+            since = max(failure.timestamp, float(entry.get("probed_at", 0)))
+            next_step = f"retry at {_fmt(since + delay_s * 2**attempts)}"
         else:
             continue  # recovered since the sensor's last tick
         rows.append(
