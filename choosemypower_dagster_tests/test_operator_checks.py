@@ -24,11 +24,13 @@ from choosemypower_dagster.defs.sensors.health_after_refresh import (
     health_checks_after_failed_refresh,
     health_checks_after_refresh,
 )
+from choosemypower_dagster.defs.tags import BACKFILL_TAG, TIERS_TAG, TRIGGER_TAG
 from choosemypower_dagster.warehouse.refresh_log import write_refresh_log
 from choosemypower_dagster_tests.conftest import (
     ALL_ASSETS,
     materialize_catalog,
     materialize_cities,
+    range_tags,
 )
 
 HOUR = 3600.0
@@ -213,12 +215,18 @@ def test_health_checks_run_after_each_refresh_not_inside_it() -> None:
 
 
 def test_health_checks_follow_runs_that_refreshed_plans_only(resources: dict[str, Any]) -> None:
-    """A backfill or retry of only city_plans (any job) triggers the operator's view once; a
-    roll-up or export run after it does not."""
+    """A backfill or retry of only city_plans (any job) triggers the operator's view once (and
+    a backfill's run gets the project's tags); a roll-up or export run after it does not."""
     instance = dg.DagsterInstance.ephemeral()
     first = city_keys()[0]
     assert materialize_catalog(resources, instance, ("tier1", "tier1")).success
-    plans_only = materialize_cities(resources, instance, first, first, selection=["city_plans"])
+    plans_only = dg.materialize(  # as a UI backfill of one city launches it
+        ALL_ASSETS,
+        selection=["city_plans"],
+        resources=resources,
+        instance=instance,
+        tags={**range_tags(first, first), BACKFILL_TAG: "bf1"},
+    )
     rollups_only = dg.materialize(
         ALL_ASSETS,
         selection=["city_summaries", "providers"],
@@ -239,3 +247,6 @@ def test_health_checks_follow_runs_that_refreshed_plans_only(resources: dict[str
 
     assert requested(plans_only)
     assert not requested(rollups_only)
+    # the backfill's run now carries the project's tags, as the other runs do
+    tags = instance.get_run_by_id(plans_only.run_id).tags
+    assert tags[TRIGGER_TAG] == "backfill" and tags[TIERS_TAG] == "tier1"

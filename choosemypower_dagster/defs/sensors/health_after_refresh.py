@@ -5,15 +5,24 @@ plans ends, succeeded or failed: a scheduled or command refresh, a retry, a UI b
 A failed refresh is when staleness and the failure rate matter most, hence two sensors: a run
 status sensor watches one status. Both watch every run of the instance (backfills run the
 implicit asset job, the command's runs belong to no code location) and keep those that
-targeted `city_plans`; runs that only roll up or export do not trigger them, so a refresh
+targeted `city_plans`, giving a backfill's run the project's tags (`choosemypower/trigger=
+backfill`, its tiers) on the way; runs that only roll up or export do not trigger them, so a refresh
 followed by its export is judged once.
 """
 
 import dagster as dg
 
+from choosemypower_dagster.catalog.keys import tier_of_city
 from choosemypower_dagster.defs.jobs import CITY_JOB, health_checks
 from choosemypower_dagster.defs.keys import CITY_PLANS
-from choosemypower_dagster.defs.tags import trigger_tags
+from choosemypower_dagster.defs.tags import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    backfill_tags,
+    trigger_tags,
+)
+
+PARTITION = "dagster/partition"  # Dagster's tag of a single-partition run
 
 
 def refreshed_city_plans(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
@@ -34,6 +43,17 @@ def refreshed_city_plans(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bo
     )
 
 
+def tag_backfill_run(instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
+    """Give a run a UI backfill launched the project's tags (trigger, tiers), so it is found
+    on the Runs page with the others (the backfill dialog adds none by itself)."""
+    tiers = tier_of_city()
+    keys = [run.tags.get(RANGE_START_TAG), run.tags.get(RANGE_END_TAG), run.tags.get(PARTITION)]
+    found = sorted({tiers[k] for k in keys if k in tiers})
+    tags = backfill_tags(dict(run.tags), found)
+    if tags:
+        instance.add_run_tags(run.run_id, tags)
+
+
 def _after_refresh(name: str, status: dg.DagsterRunStatus) -> dg.RunStatusSensorDefinition:
     @dg.run_status_sensor(
         name=name,
@@ -51,6 +71,7 @@ def _after_refresh(name: str, status: dg.DagsterRunStatus) -> dg.RunStatusSensor
         run = context.dagster_run
         if not refreshed_city_plans(context.instance, run):
             return dg.SkipReason(f"run {run.run_id} ({run.job_name}) refreshed no city plans")
+        tag_backfill_run(context.instance, run)
         return dg.RunRequest(run_key=f"{name}:{run.run_id}", tags=trigger_tags(name, "sensor"))
 
     return _sensor
