@@ -36,6 +36,9 @@ from choosemypower_dagster.settings import RETRY_BASE_DELAY_MINUTES, RETRY_MAX_A
 LOST_REQUEST_AFTER = timedelta(hours=1)
 #: A probe's own deadline (all of the client's attempts), so a sensor tick stays short.
 PROBE_DEADLINE_S = 30.0
+#: Probing stops for this tick once it has taken this long (a tick must end well within the
+#: daemon's 60 s); the TDSPs not probed yet wait for the next tick, their attempt unspent.
+PROBE_BUDGET_S = 35.0
 #: What a retry run materializes: the plans and their roll-ups (with their checks), no export.
 RETRY_SELECTION = [CITY_PLANS, CITY_SUMMARIES, PROVIDERS]
 
@@ -189,13 +192,19 @@ def build_retry_sensor(
                 for duns in tdsps.get(run_id, set()) & serving.get(slug, set()):
                     behind.setdefault(duns, set()).add(slug)
         down: dict[str, str] = {}
+        unprobed: set[str] = set()
+        probing_since = time.monotonic()
         for duns in sorted(behind):
+            if time.monotonic() - probing_since > PROBE_BUDGET_S:
+                unprobed.add(duns)
+                continue
             reason = probe(comparepower, duns)
             if reason is not None:
                 down[duns] = reason
         held = {slug for duns in down for slug in behind[duns]}
         for slug in sorted(held):
             state[slug].update(attempts=state[slug]["attempts"] + 1, probed_at=now)
+        held |= {slug for duns in unprobed for slug in behind[duns]}  # next tick
         if down:
             context.log.warning(
                 f"still failing, no run launched for {len(held)} cit(ies) (attempt spent): "
