@@ -408,6 +408,34 @@ def test_an_outage_is_one_incident_down_once_reminded_then_recovered_once(
     assert len(recorder.received) == 3
 
 
+def test_an_undelivered_incident_alert_is_sent_again_as_it_was(
+    failed_run, webhook, monkeypatch, city_resources
+):
+    """The webhook answers 500 to the "down" alert: kept pending on the run, and sent again,
+    the same incident alert, once the webhook takes it."""
+    from datetime import UTC, datetime
+
+    from choosemypower_dagster.defs.sensors.failed_runs import retry_pending_alerts
+
+    url, recorder = webhook
+    monkeypatch.setenv(ALERT_WEBHOOK_URL.name, url)
+    instance, result = failed_run
+    warehouse = city_resources["warehouse"]
+    recorder.status = 500
+    report_failed_runs(
+        _failure_context(instance, result), warehouse=warehouse, alerts=AlertsResource()
+    )
+    assert instance.get_run_by_id(result.run_id).tags[ALERT_TAG] == "pending"
+    recorder.status = 200
+    later = datetime.now(UTC) + timedelta(hours=1)
+    (done,) = retry_pending_alerts(instance, warehouse, now=later).values()
+    assert done.delivered
+    first, again = recorder.received
+    assert first["event"] == again["event"] == "tdsp_down"
+    assert again["text"] == first["text"] and again["retried"] == 1
+    assert retry_pending_alerts(instance, warehouse, now=later) == {}
+
+
 def test_the_command_alerts_its_failed_runs_only_when_no_daemon_would(
     failed_run, webhook, monkeypatch, city_resources
 ):

@@ -185,11 +185,13 @@ def _ended_at(instance: dg.DagsterInstance, run: dg.DagsterRun, now: float) -> f
 def _send_stored(
     instance: dg.DagsterInstance, run: dg.DagsterRun, payload: dict[str, Any], log: Any
 ) -> Delivery:
-    """Send an incident's alert on behalf of `run`, kept for a retry should the webhook not
-    take it."""
-    key = STORED_ALERT_PREFIX + run.run_id
-    instance.run_storage.set_cursor_values({key: json.dumps(payload, default=str)})
-    return alert_run(instance, run, payload, log=log)
+    """Send an incident's alert on behalf of `run`; one the webhook did not take is kept, as
+    sent, for `retry_pending_alerts` (an incident's alert cannot be rebuilt from the run)."""
+    delivery = alert_run(instance, run, payload, log=log)
+    if delivery.retry:
+        key = STORED_ALERT_PREFIX + run.run_id
+        instance.run_storage.set_cursor_values({key: json.dumps(payload, default=str)})
+    return delivery
 
 
 def alert_failed_run(
@@ -345,14 +347,17 @@ def retry_pending_alerts(
         due = run.tags.get(ALERT_RETRY_AT_TAG)
         if due and datetime.fromisoformat(due) > now:
             continue
-        stored = instance.run_storage.get_cursor_values({STORED_ALERT_PREFIX + run.run_id})
+        key = STORED_ALERT_PREFIX + run.run_id
+        stored = instance.run_storage.get_cursor_values({key}).get(key)
         if stored:  # an incident's alert, as it was first sent
-            payload = json.loads(next(iter(stored.values())))
+            payload = json.loads(stored)
         else:
             payload = stored_failure_payload(instance, run)
             payload["refresh_health"] = health_report(warehouse)
         payload["retried"] = int(run.tags.get(ALERT_ATTEMPTS_TAG, "0") or 0)
         done[run.run_id] = alert_run(instance, run, payload, now, log)
+        if stored and done[run.run_id].delivered:
+            instance.run_storage.set_cursor_values({key: ""})  # sent: nothing left to keep
     return done
 
 
