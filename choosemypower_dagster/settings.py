@@ -133,6 +133,14 @@ ALERT_REMINDER_HOURS = Setting(
     "while a TDSP stays down, its incident is posted again at most this often",
     minimum=0,
 )
+SENSOR_INTERVAL_SECONDS = Setting(
+    "CHOOSEMYPOWER_SENSOR_INTERVAL_SECONDS",
+    "60",
+    "how often the minute sensors are evaluated (retry_failed_cities, tdsp_incidents, "
+    "retry_undelivered_alerts, rollups_automation), in seconds",
+    minimum=5,
+    integer=True,
+)
 RETRY_MAX_ATTEMPTS = Setting(
     "CHOOSEMYPOWER_RETRY_MAX_ATTEMPTS",
     "3",
@@ -190,6 +198,7 @@ SETTINGS: tuple[Setting, ...] = (
     ALERT_WEBHOOK_URL,
     UI_URL,
     ALERT_REMINDER_HOURS,
+    SENSOR_INTERVAL_SECONDS,
     RETRY_MAX_ATTEMPTS,
     RETRY_BASE_DELAY_MINUTES,
     HISTORY_RETENTION_DAYS,
@@ -244,6 +253,11 @@ def _port(parts: object) -> int | None:
         return parts.port  # type: ignore[attr-defined,no-any-return]
     except ValueError:
         return None
+
+
+def sensor_interval_seconds() -> int:
+    """The minute sensors' interval (SENSOR_INTERVAL_SECONDS), read when the definitions load."""
+    return int(SENSOR_INTERVAL_SECONDS.number())
 
 
 def dagster_home() -> Path:

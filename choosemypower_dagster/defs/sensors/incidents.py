@@ -11,11 +11,12 @@ import dagster as dg
 
 from choosemypower_dagster.defs.resources import AlertsResource
 from choosemypower_dagster.defs.sensors.failed_runs import check_incidents, open_incidents
+from choosemypower_dagster.settings import sensor_interval_seconds
 
 
 @dg.sensor(
     name="tdsp_incidents",
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=sensor_interval_seconds(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Posts 'recovered at T' once when a down TDSP's cities are refreshed again, and "

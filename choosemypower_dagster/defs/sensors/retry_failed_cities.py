@@ -31,7 +31,11 @@ from choosemypower_dagster.defs.jobs import city_refresh
 from choosemypower_dagster.defs.keys import CITY_PLANS, CITY_SUMMARIES, PROVIDERS
 from choosemypower_dagster.defs.partitions import city_partitions, range_keys, tier_spans
 from choosemypower_dagster.defs.tags import RETRY_ATTEMPT_TAG, range_tags
-from choosemypower_dagster.settings import RETRY_BASE_DELAY_MINUTES, RETRY_MAX_ATTEMPTS
+from choosemypower_dagster.settings import (
+    RETRY_BASE_DELAY_MINUTES,
+    RETRY_MAX_ATTEMPTS,
+    sensor_interval_seconds,
+)
 
 LOST_REQUEST_AFTER = timedelta(hours=1)
 #: A probe's own deadline (all of the client's attempts), so a sensor tick stays short.
@@ -114,7 +118,7 @@ def build_retry_sensor(
     base_delay: timedelta | None = None,
     max_runs_per_tick: int = 10,
     clock: Callable[[], float] = time.time,
-    minimum_interval_seconds: int = 60,
+    minimum_interval_seconds: int | None = None,
 ) -> dg.SensorDefinition:
     """A sensor re-running failed cities after base_delay x 2^attempt, at most max_retries times.
 
@@ -127,7 +131,7 @@ def build_retry_sensor(
     @dg.sensor(
         name=name,
         job=city_refresh,
-        minimum_interval_seconds=minimum_interval_seconds,
+        minimum_interval_seconds=minimum_interval_seconds or sensor_interval_seconds(),
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             f"Re-runs city partitions whose latest attempt failed, {delay} after the failure "
