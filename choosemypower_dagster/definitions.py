@@ -15,14 +15,14 @@ from choosemypower_dagster.defs.jobs import (
     site_publish,
     warehouse_maintenance,
 )
-from choosemypower_dagster.defs.operator_checks import OPERATOR_CHECKS
+from choosemypower_dagster.defs.operator_checks import refresh_status
 from choosemypower_dagster.defs.resources import build_resources
 from choosemypower_dagster.defs.schedules import SCHEDULES
 from choosemypower_dagster.defs.sensors import SENSORS
 
 defs = dg.Definitions(
-    assets=[tdsp_territories, texas_cities, refresh_city_plans, site_export],
-    asset_checks=[*ASSET_CHECKS, *OPERATOR_CHECKS],
+    assets=[tdsp_territories, texas_cities, refresh_city_plans, site_export, refresh_status],
+    asset_checks=ASSET_CHECKS,
     jobs=[reference_refresh, city_refresh, site_publish, warehouse_maintenance, health_checks],
     schedules=SCHEDULES,
     sensors=SENSORS,

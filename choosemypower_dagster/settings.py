@@ -121,6 +121,26 @@ ALERT_WEBHOOK_URL = Setting(
     None,
     "failed-run alerts are POSTed here as JSON (logged when unset)",
 )
+UI_URL = Setting(
+    "CHOOSEMYPOWER_UI_URL",
+    None,
+    "the Dagster webserver's base URL (e.g. `https://dagster.example.com`): alerts link to "
+    "the run there; without it they name the run id only",
+)
+ALERT_REMINDER_HOURS = Setting(
+    "CHOOSEMYPOWER_ALERT_REMINDER_HOURS",
+    "4",
+    "while a TDSP stays down, its incident is posted again at most this often",
+    minimum=0,
+)
+SENSOR_INTERVAL_SECONDS = Setting(
+    "CHOOSEMYPOWER_SENSOR_INTERVAL_SECONDS",
+    "60",
+    "how often the minute sensors are evaluated (retry_failed_cities, tdsp_incidents, "
+    "retry_undelivered_alerts, rollups_automation), in seconds",
+    minimum=5,
+    integer=True,
+)
 RETRY_MAX_ATTEMPTS = Setting(
     "CHOOSEMYPOWER_RETRY_MAX_ATTEMPTS",
     "3",
@@ -176,6 +196,9 @@ SETTINGS: tuple[Setting, ...] = (
     TDSP_TABLE,
     EXPORT_DIR,
     ALERT_WEBHOOK_URL,
+    UI_URL,
+    ALERT_REMINDER_HOURS,
+    SENSOR_INTERVAL_SECONDS,
     RETRY_MAX_ATTEMPTS,
     RETRY_BASE_DELAY_MINUTES,
     HISTORY_RETENTION_DAYS,
@@ -230,6 +253,11 @@ def _port(parts: object) -> int | None:
         return parts.port  # type: ignore[attr-defined,no-any-return]
     except ValueError:
         return None
+
+
+def sensor_interval_seconds() -> int:
+    """The minute sensors' interval (SENSOR_INTERVAL_SECONDS), read when the definitions load."""
+    return int(SENSOR_INTERVAL_SECONDS.number())
 
 
 def dagster_home() -> Path:

@@ -4,10 +4,12 @@ The scenario behind `test_tdsp_outage.py` (and, run as a script, the figures of 
 closing note): a tier refreshed while every TDSP answers; CenterPoint then fails in the
 sandbox; the refresh command runs into the outage; the daemon's retry sensor retries while the
 API still fails; the API recovers; an operator backfills the failed cities through GraphQL; the
-automation follows. Counted: runs launched for the retries and for the backfill, the checks'
-status after the partial failure, the export's state at the end, and the alerts sent.
+automation follows. Counted: runs launched from the failed refresh until the retry gave up,
+for the backfill, the requests to the failing TDSP during the retries, the checks' status after
+the partial failure, the operator checks' executions (never skipped or execution-failed), the
+export's state at the end, and the alerts sent (one incident: down, recovered).
 
-    python -m choosemypower_dagster_tests.outage_scenario --backfill ranges
+    python -m choosemypower_dagster_tests.outage_scenario --backfill failed
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ import dagster as dg
 
 from choosemypower_dagster.catalog.cities import load_catalog
 from choosemypower_dagster.catalog.keys import city_keys_by_tier
+from choosemypower_dagster.comparepower.client import ComparePowerClient
+from choosemypower_dagster.defs.operator_checks import retry_queue
 from choosemypower_dagster.sandbox import SandboxConfig, SandboxServer
 from choosemypower_dagster_tests.test_webserver import (
     BIN,
@@ -58,6 +62,23 @@ FOLLOW_PATIENCE_S = 300.0
 RUNS = """
 { runsOrError { ... on Runs { results { runId jobName status tags { key value } } } } }
 """
+
+OPERATOR_CHECK_EXECUTIONS = """
+query ($name: String!) { assetCheckExecutions(assetKey: {path: ["refresh_status"]},
+    checkName: $name, limit: 200) { status runId } }
+"""
+
+#: The sensors the scenario lets the daemon run (the others are stopped).
+SENSORS = frozenset(
+    {
+        "retry_failed_cities",
+        "report_failed_runs",
+        "rollups_automation",
+        "tdsp_incidents",
+        "health_checks_after_refresh",
+        "health_checks_after_failed_refresh",
+    }
+)
 
 CHECKS = """
 { assetNodeOrError(assetKey: {path: ["city_summaries"]}) { ... on AssetNode {
@@ -101,6 +122,9 @@ class Figures:
 
     failed_cities: list[str] = field(default_factory=list)
     retry_runs: int = 0
+    runs_from_failed_refresh_to_give_up: int = 0
+    runs_from_failed_refresh_to_give_up_by_job: dict[str, int] = field(default_factory=dict)
+    client_attempts_per_fetch: int = 0
     retry_runs_by_status: dict[str, int] = field(default_factory=dict)
     retry_api_calls_to_failed_tdsp: int = 0
     checks_after_partial_failure: dict[str, int] = field(default_factory=dict)
@@ -112,7 +136,8 @@ class Figures:
     export_at_end: dict[str, Any] = field(default_factory=dict)
     export_at_end_follows_backfill: bool = False
     alerts: int = 0
-    alerted_runs: int = 0
+    alert_events: list[str] = field(default_factory=list)
+    operator_check_statuses: dict[str, int] = field(default_factory=dict)
     failed_runs: int = 0
     all_runs: int = 0
 
@@ -177,6 +202,15 @@ def check_statuses(gql: GraphQL) -> dict[str, int]:
     )
 
 
+def operator_check_statuses(gql: GraphQL) -> dict[str, int]:
+    """How many executions of stale_cities and refresh_health ended in each status."""
+    statuses: Counter[str] = Counter()
+    for name in ("stale_cities", "refresh_health"):
+        for execution in gql(OPERATOR_CHECK_EXECUTIONS, name=name)["assetCheckExecutions"]:
+            statuses[execution["status"]] += 1
+    return dict(statuses)
+
+
 def failed_partitions(home: Path) -> dict[str, str]:
     """City -> the run of its latest failed attempt (Dagster's own FAILED status)."""
     with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -221,6 +255,8 @@ def run_scenario(workdir: Path, backfill_mode: str) -> Figures:
             CHOOSEMYPOWER_ALERT_WEBHOOK_URL=hook_url,
             CHOOSEMYPOWER_RETRY_MAX_ATTEMPTS="1",
             CHOOSEMYPOWER_RETRY_BASE_DELAY_MINUTES="0",
+            # the minute sensors every 10 s: the same ticks, sooner (no figure depends on it)
+            CHOOSEMYPOWER_SENSOR_INTERVAL_SECONDS="10",
         )
         export_dir = Path(env["CHOOSEMYPOWER_EXPORT_DIR"])
         gql = None
@@ -233,10 +269,8 @@ def run_scenario(workdir: Path, backfill_mode: str) -> Figures:
             procs.append(start_webserver(env, port, webserver_log))
             gql = GraphQL(f"http://127.0.0.1:{port}")
             gql.wait_until_loaded(procs[0], webserver_log, timeout=180)
-            stop_running_instigators(
-                gql,
-                keep=frozenset({"retry_failed_cities", "report_failed_runs", "rollups_automation"}),
-            )
+            stop_running_instigators(gql, keep=SENSORS)
+            before_outage = {r["runId"] for r in runs(gql)}
 
             # CenterPoint fails; the command refreshes the tier into the outage (forced: within
             # the cache's 30 minutes, only a forced refresh asks the API at all).
@@ -247,7 +281,6 @@ def run_scenario(workdir: Path, backfill_mode: str) -> Figures:
             served = {c.slug for c in load_catalog() if CENTERPOINT in c.tdsp_duns}
             assert set(failed) == served & set(city_keys_by_tier()[TIER]), failed
             figures.failed_cities = sorted(failed)
-            cli_run = next(iter(set(failed.values())))
             figures.export_after_partial_failure = export_state(export_dir)
 
             # The daemon: the retry sensor retries while the API still fails (one attempt).
@@ -259,14 +292,26 @@ def run_scenario(workdir: Path, backfill_mode: str) -> Figures:
                 )
             )
 
-            def retried() -> bool:
-                # every failed city attempted again (failed again, or, served a stale cache,
-                # materialized), and nothing left running
-                latest = failed_partitions(home)
-                active = [r for r in runs(gql) if r["status"] not in FINISHED]
-                return not active and cli_run not in set(latest.values())
+            def gave_up() -> bool:
+                # the retry sensor spent its attempts on every failed city (probing the TDSP,
+                # or a run that failed again), and nothing is left running
+                everything = runs(gql)
+                if any(r["status"] not in FINISHED for r in everything):
+                    return False
+                with dg.DagsterInstance.from_config(str(home)) as instance:
+                    queue = retry_queue(instance, time.time())
+                given_up = {q["city"] for q in queue if str(q["next"]).startswith("gave up")}
+                return given_up >= set(failed) or not failed_partitions(home)
 
-            wait("every failed city retried once", retried, daemon_log)
+            wait("the retry sensor gave up on every failed city", gave_up, daemon_log)
+            since_outage = [r for r in runs(gql) if r["runId"] not in before_outage]
+            figures.runs_from_failed_refresh_to_give_up = len(since_outage)
+            figures.runs_from_failed_refresh_to_give_up_by_job = dict(
+                Counter(
+                    tags_of(r).get("choosemypower/trigger_name") or r["jobName"]
+                    for r in since_outage
+                )
+            )
             retry_runs = [
                 r
                 for r in runs(gql)
@@ -278,6 +323,7 @@ def run_scenario(workdir: Path, backfill_mode: str) -> Figures:
                 CENTERPOINT, 0
             )
             figures.checks_after_partial_failure = check_statuses(gql)
+            figures.client_attempts_per_fetch = ComparePowerClient().max_retries + 1
 
             # Recovery: the API answers; the operator backfills the failed cities.
             sandbox.configure(fail_tdsps=[])
@@ -333,16 +379,17 @@ def run_scenario(workdir: Path, backfill_mode: str) -> Figures:
             everything = runs(gql)
             figures.all_runs = len(everything)
             figures.failed_runs = sum(r["status"] == "FAILURE" for r in everything)
-            try:  # the alert sensor sees the last failures on its next tick
+            try:  # the incident sensor sees the recovery on its next tick
                 wait(
-                    "every failed run alerted",
-                    lambda: len(alerts) >= figures.failed_runs,
+                    "the recovery alerted",
+                    lambda: any(a.get("event") == "tdsp_recovered" for a in alerts),
                     patience=FOLLOW_PATIENCE_S,
                 )
             except TimeoutError:
                 pass  # counted as it is
             figures.alerts = len(alerts)
-            figures.alerted_runs = len({a.get("run_id") for a in alerts})
+            figures.alert_events = [str(a.get("event")) for a in alerts]
+            figures.operator_check_statuses = operator_check_statuses(gql)
         finally:
             for proc in reversed(procs):
                 stop_process(proc)
@@ -353,7 +400,7 @@ def run_scenario(workdir: Path, backfill_mode: str) -> Figures:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backfill", choices=["failed", "ranges"], default="ranges")
+    parser.add_argument("--backfill", choices=["failed", "ranges"], default="failed")
     parser.add_argument("--keep", help="work in this directory (kept) instead of a temporary one")
     args = parser.parse_args()
     if args.keep:

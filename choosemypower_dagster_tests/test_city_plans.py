@@ -319,6 +319,19 @@ def test_a_failing_tdsp_fails_exactly_its_cities_and_a_backfill_fixes_them(
     assert set(failed_cities(run)) == expected_failed
     tdsp_name = tdsps_by_duns()[failing].name
     assert all(tdsp_name in why and "HTTP 500" in why for why in failed_cities(run).values())
+    # from failure to fix in one screen: what to paste and the TDSP first, each reason once,
+    # and a step text naming the TDSP with its cities counted
+    failure = run.failure_data_for_node("refresh_city_plans")
+    assert failure is not None and failure.user_failure_data is not None
+    meta = failure.user_failure_data.metadata
+    assert list(meta)[:3] == ["backfill_ranges", "failed_tdsps", "cities_by_reason"]
+    assert list(meta["failed_tdsps"].value) == [failing]
+    (grouped,) = meta["cities_by_reason"].value.values()
+    assert sorted(grouped) == sorted(expected_failed)
+    text = failure.user_failure_data.description or ""
+    assert f"{tdsp_name} failed (" in text, text
+    assert f"{len(expected_failed)} cities kept their previous data" in text, text
+    assert meta["backfill_ranges"].value in text
     assert set(city_events(run)) == expected_ok
     found = statuses(state.instance, sorted(expected_failed | expected_ok))
     assert {s for s, st in found.items() if st == dg.AssetPartitionStatus.FAILED} == expected_failed

@@ -1,7 +1,6 @@
 """The instance (dagster.yaml), freshness and roll-up automation, and a run through the queue."""
 
 import uuid
-from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -46,12 +45,12 @@ def test_dagster_yaml_configures_queue_retries_pool_and_no_telemetry(dagster_hom
         instance.dispose()
 
 
-def test_plans_are_in_the_api_pool_and_tier1_freshness_is_two_hours():
+def test_plans_are_in_the_api_pool_and_have_no_native_freshness_policy():
+    """A native policy judges only the newest partition ("Passing" while a tier is stale):
+    refresh_status's stale_cities check is city_plans' freshness signal instead."""
     assert refresh_city_plans.op.pool == API_POOL == "comparepower_api"
     spec = next(s for s in refresh_city_plans.specs if s.key == CITY_PLANS)
-    policy = spec.freshness_policy
-    assert isinstance(policy, dg.FreshnessPolicy)
-    assert policy.fail_window.to_timedelta() == timedelta(hours=2)
+    assert spec.freshness_policy is None
 
 
 def test_rollups_follow_a_plans_only_run(tmp_path, sandbox):

@@ -20,6 +20,7 @@ import pytest
 
 from choosemypower_dagster.catalog.cities import load_catalog
 from choosemypower_dagster.catalog.keys import city_keys, city_keys_by_tier
+from choosemypower_dagster.comparepower import pacing as throttle
 from choosemypower_dagster.comparepower.client import ComparePowerClient
 from choosemypower_dagster.defs import checks as ac
 from choosemypower_dagster.defs.keys import CITY_PLANS, CITY_SUMMARIES, PROVIDERS, SITE_EXPORT
@@ -207,9 +208,30 @@ def test_the_retry_sensor_makes_one_run_per_tier_without_the_export(
     assert not materialize_cities(resources, instance, keys[0], keys[-1], force=True).success
     failed = [k for k in keys if duns in by_slug[k].tdsp_duns]
 
-    later = time.time() + timedelta(hours=1).total_seconds()  # past the first backoff
-    sensor = build_retry_sensor(name="retry_test", clock=lambda: later)
-    data = sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
+    now = [time.time() + timedelta(hours=1).total_seconds()]  # past the first backoff
+    sensor = build_retry_sensor(name="retry_test", clock=lambda: now[0])
+    client = resources["comparepower"]
+
+    def tick(cursor: str | None) -> dg.SensorExecutionData:
+        context = dg.build_sensor_context(
+            instance=instance, cursor=cursor, resources={"comparepower": client}
+        )
+        return sensor.evaluate_tick(context)
+
+    # Still down: the TDSP is probed once for both tiers, no run launched, the attempt spent.
+    sandbox.reset_stats()
+    data = tick(None)
+    assert not data.run_requests, data.run_requests
+    assert "still failing" in (data.skip_message or "")
+    asked = sandbox.stats()["plans_requests_by_tdsp"].get(duns, 0)
+    assert 1 <= asked <= client.max_retries + 1  # one probe, not one fetch per tier run
+    assert all(json.loads(data.cursor or "{}")[k]["attempts"] == 1 for k in failed)
+
+    # It answers again: one run per tier, past the doubled backoff.
+    sandbox.configure(fail_tdsps=[])
+    throttle.reset_all()
+    now[0] += timedelta(hours=1).total_seconds()
+    data = tick(data.cursor)
     requests = list(data.run_requests or [])
     spans = tier_spans(failed)
     assert [(r.tags[RANGE_START_TAG], r.tags[RANGE_END_TAG]) for r in requests] == [

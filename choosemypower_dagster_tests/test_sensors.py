@@ -25,11 +25,16 @@ from choosemypower_dagster.catalog.keys import city_keys
 from choosemypower_dagster.comparepower import pacing as throttle
 from choosemypower_dagster.defs.jobs import city_refresh, reference_refresh
 from choosemypower_dagster.defs.partitions import tier_key_range
-from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
+from choosemypower_dagster.defs.resources import (
+    AlertsResource,
+    CityCatalogResource,
+    WarehouseResource,
+)
 from choosemypower_dagster.defs.sensors.catalog_changed import build_catalog_sensor
-from choosemypower_dagster.defs.sensors.failed_runs import report_failed_runs
+from choosemypower_dagster.defs.sensors.failed_runs import check_incidents, report_failed_runs
 from choosemypower_dagster.defs.sensors.retry_failed_cities import build_retry_sensor
 from choosemypower_dagster.defs.tags import (
+    ALERT_TAG,
     CATALOG_CHANGE_TAG,
     RANGE_END_TAG,
     RANGE_START_TAG,
@@ -73,8 +78,13 @@ def _refresh(
     return _execute(request, resources, instance, "city_refresh")
 
 
-def _tick(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor: str | None):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor)
+def _tick(
+    sensor: dg.SensorDefinition,
+    instance: dg.DagsterInstance,
+    cursor: str | None,
+    resources: dict[str, Any] | None = None,
+):
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
     data = sensor.evaluate_tick(context)
     return list(data.run_requests or []), data.skip_message, data.cursor
 
@@ -132,8 +142,9 @@ def test_retry_sensor_backs_off_caps_attempts_and_forgets_recovered_cities(
     clock = Clock(first_failure + 60)
     sensor = build_retry_sensor(max_retries=2, base_delay=timedelta(minutes=5), clock=clock)
 
+    probe_with = {"comparepower": city_resources["comparepower"]}
     # One minute after the failure: too early (first delay is 5 minutes).
-    requests, skip, cursor = _tick(sensor, instance, None)
+    requests, skip, cursor = _tick(sensor, instance, None, probe_with)
     assert requests == []
     assert "waiting for their backoff" in skip
     assert set(json.loads(cursor)) == failed
@@ -146,10 +157,24 @@ def test_retry_sensor_backs_off_caps_attempts_and_forgets_recovered_cities(
     sandbox.configure(fail_tdsps=[failing_duns])
     throttle.reset_all()
 
-    # Five minutes after: one run per tier, over the span of its still-failed cities.
+    # Five minutes after, still down: the TDSP is probed once, no run, the attempt spent.
     clock.now = first_failure + 5 * 60 + 1
-    requests, skip, cursor = _tick(sensor, instance, cursor)
+    requests, skip, cursor = _tick(sensor, instance, cursor, probe_with)
     still_failed = sorted(failed - {recovered_early}, key=FIRST_TWELVE.index)
+    assert requests == [] and "still failing" in skip, skip
+    assert recovered_early not in json.loads(cursor)
+    assert all(json.loads(cursor)[k]["attempts"] == 1 for k in still_failed)
+    probed = clock.now
+
+    # The TDSP answers again. The second delay doubles from the probe: 5 minutes after it is
+    # too early, 10 is due: one run per tier, over the span of its still-failed cities.
+    sandbox.configure(fail_tdsps=[])
+    throttle.reset_all()
+    clock.now = probed + 5 * 60 + 1
+    requests, skip, cursor = _tick(sensor, instance, cursor, probe_with)
+    assert requests == [] and "waiting" in skip
+    clock.now = probed + 10 * 60 + 1
+    requests, skip, cursor = _tick(sensor, instance, cursor, probe_with)
     requested = {
         key
         for start, end in _ranges(requests)
@@ -158,48 +183,22 @@ def test_retry_sensor_backs_off_caps_attempts_and_forgets_recovered_cities(
     assert len(requests) == 1  # the first twelve are all tier1
     assert _ranges(requests) == [(still_failed[0], still_failed[-1])]
     assert requested >= set(still_failed)  # the healthy cities between them come along
-    assert recovered_early not in json.loads(cursor)
-    assert all(r.tags[RETRY_ATTEMPT_TAG] == "1" for r in requests)
+    assert all(r.tags[RETRY_ATTEMPT_TAG] == "2" for r in requests)
     assert all(r.tags[TRIGGER_TAG] == "sensor" for r in requests)
     assert all(r.tags[TRIGGER_NAME_TAG] == "retry_failed_cities" for r in requests)
-    assert len({r.run_key for r in requests}) == len(requests)
 
-    # Evaluated again before those runs happened: nothing new is requested.
-    again, skip, cursor = _tick(sensor, instance, cursor)
+    # Evaluated again before that run happened: nothing new is requested.
+    again, skip, cursor = _tick(sensor, instance, cursor, probe_with)
     assert again == []
 
-    # The retry run fails again (the TDSP is still down).
-    stubborn, *healed = requests
-    assert healed == []
-    assert not _execute(stubborn, city_resources, instance, "city_refresh").success
-    second_failure = _latest_failure_ts(instance)
-    sandbox.configure(fail_tdsps=[])
-    throttle.reset_all()
-    for request in healed:
-        assert _execute(request, city_resources, instance, "city_refresh").success
+    # The TDSP fails again just as the retry runs: the cap (2 retries) is reached.
     sandbox.configure(fail_tdsps=[failing_duns])
     throttle.reset_all()
-    stubborn_cities = set(_ranges([stubborn])[0]) | {
-        k for k in _failed(instance) if k in FIRST_TWELVE
-    }
-    assert _failed(instance) == stubborn_cities
-
-    # The second delay doubles: 5 minutes after the new failure is too early, 10 is due.
-    clock.now = second_failure + 5 * 60 + 1
-    requests, skip, cursor = _tick(sensor, instance, cursor)
-    assert requests == [] and "waiting" in skip
-    assert set(json.loads(cursor)) == stubborn_cities  # healed cities are forgotten
-    clock.now = second_failure + 10 * 60 + 1
-    requests, skip, cursor = _tick(sensor, instance, cursor)
-    assert _ranges(requests) == _ranges([stubborn])
-    assert requests[0].tags[RETRY_ATTEMPT_TAG] == "2"
-    assert requests[0].run_key != stubborn.run_key
-
-    # The second retry fails too: the cap (2 retries) is reached and the sensor says so.
-    assert not _execute(requests[0], city_resources, instance, "city_refresh").success
+    (retry,) = requests
+    assert not _execute(retry, city_resources, instance, "city_refresh").success
     clock.now = _latest_failure_ts(instance) + 24 * 3600
     capfd.readouterr()
-    requests, skip, cursor = _tick(sensor, instance, cursor)
+    requests, skip, cursor = _tick(sensor, instance, cursor, probe_with)
     assert requests == []
     assert "gave up on" in skip and "after 2 retries" in skip
     tick_log = capfd.readouterr().err  # the sensor's context.log (the tick log in the UI)
@@ -209,9 +208,9 @@ def test_retry_sensor_backs_off_caps_attempts_and_forgets_recovered_cities(
     # Fixed by hand: the cities leave the cursor and nothing is retried any more.
     sandbox.configure(fail_tdsps=[])
     throttle.reset_all()
-    start, end = _ranges([stubborn])[0]
+    start, end = _ranges([retry])[0]
     assert _refresh(city_resources, instance, start, end).success
-    requests, skip, cursor = _tick(sensor, instance, cursor)
+    requests, skip, cursor = _tick(sensor, instance, cursor, probe_with)
     assert requests == []
     assert skip == "no failed city partitions to retry"
     assert json.loads(cursor) == {}
@@ -358,42 +357,94 @@ def _failure_context(instance: dg.DagsterInstance, result: dg.ExecuteInProcessRe
     ).for_run_failure()
 
 
-def test_failure_sensor_posts_job_partitions_and_error(
-    failed_run, webhook, monkeypatch, city_resources
+def test_an_outage_is_one_incident_down_once_reminded_then_recovered_once(
+    failed_run, webhook, monkeypatch, city_resources, sandbox
 ):
+    """The first failed run of a TDSP posts "down" (short: counts, reason, backfill text, a
+    link to the run); a second failed run of the same outage posts nothing; a reminder comes
+    once the reminder time has passed; "recovered" comes once its cities are refreshed."""
     url, recorder = webhook
     monkeypatch.setenv(ALERT_WEBHOOK_URL.name, url)
     instance, result = failed_run
-    report_failed_runs(_failure_context(instance, result), warehouse=city_resources["warehouse"])
-    (payload,) = recorder.received
-    assert payload["job"] == "city_refresh"
-    assert payload["run_id"] == result.run_id
-    assert payload["partition_range"] == {"start": FIRST_TWELVE[0], "end": FIRST_TWELVE[-1]}
-    assert payload["error"]
-    (step,) = payload["failed_steps"]
-    assert "cities failed" in step["error"]
-    assert set(payload["failed_cities"]) == _failed(instance)
-    # The alert names the refresh_health figures of the last day: this run's failures miss
-    # the success-rate target and pass the 5% alert threshold.
-    health = payload["refresh_health"]
-    failed = len(_failed(instance))
-    assert health["cities_failed"] == failed
-    assert health["cities_refreshed"] == len(FIRST_TWELVE) - failed
-    rate = f"{(len(FIRST_TWELVE) - failed) / len(FIRST_TWELVE):.1%}"
-    assert any(m.startswith(f"sync success rate {rate}") for m in health["missed"]), health
-    assert any(a.startswith("failures ") for a in health["alerts"]), health
+    warehouse = city_resources["warehouse"]
+    alerts = AlertsResource(ui_url="http://dagster.example:3000/", reminder_hours=4)
+    report_failed_runs(_failure_context(instance, result), warehouse=warehouse, alerts=alerts)
+    (down,) = recorder.received
+    failed = _failed(instance)
+    assert down["event"] == "tdsp_down" and down["run_id"] == result.run_id
+    assert down["run_url"] == f"http://dagster.example:3000/runs/{result.run_id}"
+    assert f"down since {down['tdsps'][0]['since']}" in down["text"]
+    assert f": {len(failed)} cities kept their previous data" in down["text"]
+    (tdsp,) = down["tdsps"]
+    assert tdsp["cities_kept_previous"] == len(failed) and tdsp["reason"]
+    assert down["backfill_ranges"].startswith("[")
+    assert len(json.dumps(down)) < 2000  # short: no per-city list
+    assert instance.get_run_by_id(result.run_id).tags[ALERT_TAG] == "delivered"
+
+    # The same outage, another failed run: folded into the incident, nothing posted.
+    again = _refresh(city_resources, instance, FIRST_TWELVE[0], FIRST_TWELVE[-1])
+    assert not again.success
+    report_failed_runs(_failure_context(instance, again), warehouse=warehouse, alerts=alerts)
+    assert len(recorder.received) == 1
+    assert instance.get_run_by_id(again.run_id).tags[ALERT_TAG] == "incident"
+    assert check_incidents(instance, alerts) == []  # not yet due, not recovered
+
+    # Hours later, still down: one reminder, naming both failed runs.
+    (reminded,) = check_incidents(instance, alerts, now=time.time() + 4 * 3600 + 1)
+    assert reminded.delivered
+    assert recorder.received[-1]["event"] == "tdsp_still_down"
+    assert "(2 failed run(s))" in recorder.received[-1]["text"]
+
+    # The TDSP answers: the next refresh of its cities closes the incident, posted once.
+    sandbox.configure(fail_tdsps=[])
+    healed = _refresh(city_resources, instance, FIRST_TWELVE[0], FIRST_TWELVE[-1])
+    assert healed.success
+    (recovered,) = check_incidents(instance, alerts)
+    assert recovered.delivered
+    last = recorder.received[-1]
+    assert last["event"] == "tdsp_recovered" and last["run_id"] == healed.run_id
+    assert "recovered at" in last["text"]
+    assert check_incidents(instance, alerts) == []
+    assert len(recorder.received) == 3
+
+
+def test_an_undelivered_incident_alert_is_sent_again_as_it_was(
+    failed_run, webhook, monkeypatch, city_resources
+):
+    """The webhook answers 500 to the "down" alert: kept pending on the run, and sent again,
+    the same incident alert, once the webhook takes it."""
+    from datetime import UTC, datetime
+
+    from choosemypower_dagster.defs.sensors.failed_runs import retry_pending_alerts
+
+    url, recorder = webhook
+    monkeypatch.setenv(ALERT_WEBHOOK_URL.name, url)
+    instance, result = failed_run
+    warehouse = city_resources["warehouse"]
+    recorder.status = 500
+    report_failed_runs(
+        _failure_context(instance, result), warehouse=warehouse, alerts=AlertsResource()
+    )
+    assert instance.get_run_by_id(result.run_id).tags[ALERT_TAG] == "pending"
+    recorder.status = 200
+    later = datetime.now(UTC) + timedelta(hours=1)
+    (done,) = retry_pending_alerts(instance, warehouse, now=later).values()
+    assert done.delivered
+    first, again = recorder.received
+    assert first["event"] == again["event"] == "tdsp_down"
+    assert again["text"] == first["text"] and again["retried"] == 1
+    assert retry_pending_alerts(instance, warehouse, now=later) == {}
 
 
 def test_the_command_alerts_its_failed_runs_only_when_no_daemon_would(
     failed_run, webhook, monkeypatch, city_resources
 ):
     """The sensor sees only failures after its first tick: a command run that fails with no
-    sensor daemon beating is alerted by the command, with the sensor's payload; with one
-    beating, the command leaves it to the sensor, so each failure is alerted once."""
+    sensor daemon beating is alerted by the command, as the sensor would; with one beating,
+    the command leaves it to the sensor, so each failure is alerted once."""
     from dagster._daemon.types import DaemonHeartbeat
 
     from choosemypower_dagster.cli.refresh import alert_failed_runs
-    from choosemypower_dagster.defs.sensors.failed_runs import health_report
 
     url, recorder = webhook
     monkeypatch.setenv(ALERT_WEBHOOK_URL.name, url)
@@ -401,19 +452,12 @@ def test_the_command_alerts_its_failed_runs_only_when_no_daemon_would(
     warehouse = city_resources["warehouse"]
     assert len(alert_failed_runs(instance, [result], warehouse)) == 1
     (payload,) = recorder.received
-    health = payload.pop("refresh_health")
-    assert payload == _sensor_payload(instance, result)
-    assert health == health_report(warehouse)  # the same figures as the sensor's alert
+    assert payload["event"] == "tdsp_down" and payload["run_id"] == result.run_id
+    assert payload["tdsps"][0]["cities_kept_previous"] == len(_failed(instance))
 
     instance.add_daemon_heartbeat(DaemonHeartbeat(time.time(), "SENSOR", None, None))
     assert alert_failed_runs(instance, [result], warehouse) == []
     assert len(recorder.received) == 1
-
-
-def _sensor_payload(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult):
-    from choosemypower_dagster.defs.sensors.failed_runs import failure_payload
-
-    return json.loads(json.dumps(failure_payload(_failure_context(instance, result)), default=str))
 
 
 @pytest.mark.parametrize("target", ["closed_port", "server_error", "unset"])
@@ -431,7 +475,11 @@ def test_failure_sensor_survives_a_broken_or_missing_webhook(
     instance, result = failed_run
     capfd.readouterr()
     # must not raise
-    report_failed_runs(_failure_context(instance, result), warehouse=city_resources["warehouse"])
+    report_failed_runs(
+        _failure_context(instance, result),
+        warehouse=city_resources["warehouse"],
+        alerts=AlertsResource(),
+    )
     expected = {
         "closed_port": "alert webhook failed (ConnectError",
         "server_error": "alert webhook answered HTTP 500",

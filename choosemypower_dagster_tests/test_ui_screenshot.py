@@ -34,7 +34,7 @@ needs_chromium = pytest.mark.skipif(
     not CHROMIUM.exists() and not IN_CI,
     reason="Debian chromium not installed (/usr/bin/chromium); CI installs it",
 )
-CHECKS_PAGE = "/assets/city_plans?view=checks&checkDetail=stale_cities"
+CHECKS_PAGE = "/assets/refresh_status?view=checks&checkDetail=stale_cities"
 CHECKS_SCREENSHOT = PROJECT_ROOT / "docs" / "city-plans-checks.png"
 # The asset's lineage view lays out every group expanded (the global lineage page starts
 # with each group collapsed to one box).
@@ -140,7 +140,7 @@ def test_city_plans_checks_page_shows_the_operator_checks(
         url = f"http://127.0.0.1:{port}{CHECKS_PAGE}"
         dom = chromium(url, tmp_path / "profile-dom", "--dump-dom")
         assert dom.returncode == 0, dom.stderr[-2000:]
-        for shown in ("city_plans", "stale_cities", "refresh_health"):
+        for shown in ("refresh_status", "stale_cities", "refresh_health"):
             assert shown in dom.stdout, f"{shown} not on {CHECKS_PAGE}"
 
         shot = tmp_path / "city-plans-checks.png"

@@ -343,7 +343,7 @@ def test_webserver_shows_graph_failures_and_backfill_recovers_them(
     expected_assets = {key.to_user_string() for key in graph.get_all_asset_keys()}
     assert set(nodes) == expected_assets
     for name, node in nodes.items():
-        assert node["groupName"] in {"reference", "plans", "publishing"}, name
+        assert node["groupName"] in {"reference", "plans", "publishing", "operations"}, name
         assert node["description"], name
         assert node["kinds"], name
         assert node["owners"], name

@@ -1,9 +1,16 @@
 """The refresh's health over a day, against the sync targets (the rules, no Dagster).
 
-Targets, from the product's earlier sync design: more than 95% of city refreshes succeed,
-more than 85% of TDSP loads come from the cache, fewer than 50 API calls in any hour. An
-alert is due past 5% failures or 100 API calls in an hour. Figures come from the refresh
-log (one row per plan-refresh run), so a CLI run counts like a scheduled one.
+Targets that fit the per-TDSP design: more than 95% of city refreshes succeed; every TDSP's
+fetch succeeds in more than 95% of the day's refresh runs; fewer than 50 API calls in any
+hour; no city past its tier's window (the `stale_cities` count, when the caller has it). An
+alert is due past 5% failures or 100 API calls in an hour. Figures come from the refresh log
+(one row per plan-refresh run), so a CLI run counts like a scheduled one.
+
+The earlier sync design's cache-hit target (> 85% of TDSP loads from the cache) is gone: the
+refresh fetches each TDSP once per run and the hourly tier1 run outlives the 30-minute cache,
+so a healthy day hits the cache only where runs overlap, and the target warned after every
+healthy refresh. The cache's figures are still reported; the API budget is what the calls per
+hour target guards.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from choosemypower_dagster.warehouse.refresh_log import LoggedRun, runs_finished
 
 WINDOW = timedelta(hours=24)
 SUCCESS_RATE_TARGET = 0.95  # more than this share of city refreshes succeed
-CACHE_HIT_RATE_TARGET = 0.85  # more than this share of TDSP loads come from the cache
+TDSP_SUCCESS_TARGET = 0.95  # every TDSP's fetch succeeds in more than this share of runs
 CALLS_PER_HOUR_TARGET = 50  # fewer API calls than this in any hour
 FAILURE_RATE_ALERT = 0.05  # alert past this share of failed city refreshes
 CALLS_PER_HOUR_ALERT = 100  # alert past this many API calls in an hour
@@ -38,6 +45,8 @@ class HealthFigures:
     busiest_hour_calls: int
     missed: tuple[str, ...]
     alerts: tuple[str, ...]
+    tdsp_failed_runs: tuple[tuple[str, int], ...] = ()  # (DUNS, runs it failed in)
+    stale_cities: int | None = None
 
     @property
     def success_rate(self) -> float | None:
@@ -48,6 +57,14 @@ class HealthFigures:
     def cache_hit_rate(self) -> float | None:
         loads = self.cache_hits + self.api_calls
         return self.cache_hits / loads if loads else None
+
+    @property
+    def tdsp_success_min(self) -> float | None:
+        """The worst TDSP's share of the day's runs in which its fetch did not fail."""
+        if not self.runs:
+            return None
+        worst = max((n for _, n in self.tdsp_failed_runs), default=0)
+        return 1 - worst / self.runs
 
     @property
     def api_calls_per_hour(self) -> float:
@@ -69,8 +86,10 @@ class HealthFigures:
             "cache_hits": self.cache_hits,
             "api_calls": self.api_calls,
             "cache_hit_rate_pct": _pct(self.cache_hit_rate),
+            "tdsp_fetch_success_min_pct": _pct(self.tdsp_success_min),
             "api_calls_per_hour_avg": round(self.api_calls_per_hour, 2),
             "api_calls_busiest_hour": self.busiest_hour_calls,
+            "cities_past_window": self.stale_cities,
             "targets_missed": len(self.missed),
             "alert_thresholds_passed": len(self.alerts),
         }
@@ -80,8 +99,14 @@ def _pct(rate: float | None) -> float | None:
     return None if rate is None else round(rate * 100, 2)
 
 
-def evaluate_health(runs: Sequence[LoggedRun]) -> HealthFigures:
-    """The figures of `runs` (the window's log rows) and the targets they miss."""
+def _is_duns(subject: str) -> bool:
+    """A TDSP in a run's errors is named by its DUNS (digits); a city by its slug."""
+    return subject.isdigit()
+
+
+def evaluate_health(runs: Sequence[LoggedRun], stale_cities: int | None = None) -> HealthFigures:
+    """The figures of `runs` (the window's log rows) and the targets they miss; `stale_cities`
+    is how many cities are past their tier's window (None: not judged here)."""
     refreshed = sum(r.cities_refreshed for r in runs)
     failed = sum(r.cities_failed for r in runs)
     calls = sum(r.api_calls for r in runs)
@@ -104,21 +129,41 @@ def evaluate_health(runs: Sequence[LoggedRun]) -> HealthFigures:
             )
         if 1 - success > FAILURE_RATE_ALERT:
             alerts.append(f"failures {1 - success:.1%} > {FAILURE_RATE_ALERT:.0%}")
-    loads = hits + calls
-    if loads and hits / loads <= CACHE_HIT_RATE_TARGET:
+    tdsp_failures: Counter[str] = Counter(
+        d for r in runs for d in set(r.failed_subjects) if _is_duns(d)
+    )
+    for duns, failed_in in sorted(tdsp_failures.items()):
+        share = 1 - failed_in / len(runs)
+        if share <= TDSP_SUCCESS_TARGET:
+            missed.append(
+                f"TDSP {duns} fetch success {share:.1%} (failed in {failed_in} of {len(runs)} "
+                f"runs; target > {TDSP_SUCCESS_TARGET:.0%})"
+            )
+    if stale_cities:
         missed.append(
-            f"cache hit rate {hits / loads:.1%} ({hits} of {loads} TDSP loads; "
-            f"target > {CACHE_HIT_RATE_TARGET:.0%})"
+            f"{stale_cities} refreshed cities past their tier's window (target 0; see stale_cities)"
         )
     if busiest >= CALLS_PER_HOUR_TARGET:
         missed.append(f"{busiest} API calls in the busiest hour (target < {CALLS_PER_HOUR_TARGET})")
     if busiest > CALLS_PER_HOUR_ALERT:
         alerts.append(f"{busiest} API calls in an hour > {CALLS_PER_HOUR_ALERT}")
     return HealthFigures(
-        len(runs), refreshed, failed, calls, hits, busiest, tuple(missed), tuple(alerts)
+        len(runs),
+        refreshed,
+        failed,
+        calls,
+        hits,
+        busiest,
+        tuple(missed),
+        tuple(alerts),
+        tuple(sorted(tdsp_failures.items())),
+        stale_cities,
     )
 
 
-def day_figures(conn: sa.Connection, now: datetime | None = None) -> HealthFigures:
+def day_figures(
+    conn: sa.Connection, now: datetime | None = None, stale_cities: int | None = None
+) -> HealthFigures:
     """The health of the refresh runs logged in the WINDOW before `now` (default: now)."""
-    return evaluate_health(runs_finished_since(conn, (now or datetime.now(UTC)) - WINDOW))
+    since = (now or datetime.now(UTC)) - WINDOW
+    return evaluate_health(runs_finished_since(conn, since), stale_cities)

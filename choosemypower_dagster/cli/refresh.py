@@ -247,8 +247,8 @@ def alert_failed_runs(
     the command.
     """
     from choosemypower_dagster.defs.sensors.failed_runs import (
-        alert_run,
-        health_report,
+        alert_failed_run,
+        check_incidents,
         retry_pending_alerts,
         run_failure_payload,
         sensor_daemon_running,
@@ -257,13 +257,16 @@ def alert_failed_runs(
 
     if sensor_daemon_running(instance):
         return []
+    alerts = _resource("alerts")
     deliveries = list(retry_pending_alerts(instance, warehouse).values())
+    # the sensors' work while no daemon runs: an outage this command's runs ended, reminders
+    deliveries += check_incidents(instance, alerts)
     for run_id in recovered:
         run = instance.get_run_by_id(run_id)
         if run is not None and run.tags.get(ALERT_TAG) is None:
             payload = stored_failure_payload(instance, run)
-            payload["refresh_health"] = health_report(warehouse)
-            deliveries.append(alert_run(instance, run, payload))
+            delivery = alert_failed_run(instance, run, payload, warehouse, alerts)
+            deliveries += [delivery] if delivery else []
     for result in (r for r in results if not r.success):
         failure = next(
             (e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE),
@@ -273,9 +276,9 @@ def alert_failed_runs(
         payload = run_failure_payload(
             result.dagster_run, steps, failure.message if failure else None
         )
-        payload["refresh_health"] = health_report(warehouse)
         run = instance.get_run_by_id(result.run_id) or result.dagster_run
-        deliveries.append(alert_run(instance, run, payload))
+        delivery = alert_failed_run(instance, run, payload, warehouse, alerts)
+        deliveries += [delivery] if delivery else []
     return deliveries
 
 

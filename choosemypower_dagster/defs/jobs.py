@@ -7,6 +7,7 @@ from pydantic import Field
 from choosemypower_dagster.defs.keys import (
     CITY_PLANS,
     CITY_SUMMARIES,
+    OPERATIONS_GROUP,
     PROVIDERS,
     SITE_EXPORT,
     TDSP_TERRITORIES,
@@ -24,9 +25,10 @@ PUBLISH_JOB = "site_publish"
 MAINTENANCE_JOB = "warehouse_maintenance"
 HEALTH_JOB = "health_checks"
 
-#: The checks on city_plans (stale_cities, refresh_health: defs/keys.py) read the instance
-#: or a day of the log: their own job, so a refresh adds no step for them.
-OPERATOR_CHECKS = dg.AssetSelection.checks_for_assets(CITY_PLANS)
+#: The operator's view (refresh_status and its checks stale_cities, refresh_health) reads the
+#: instance and a day of the log: its own job, so a refresh adds no step for it.
+#: Selected by group, which resolves in definitions without it too (e.g. the tests' own).
+OPERATOR_VIEW = dg.AssetSelection.groups(OPERATIONS_GROUP)
 
 reference_refresh = dg.define_asset_job(
     REFERENCE_JOB,
@@ -40,8 +42,7 @@ reference_refresh = dg.define_asset_job(
 city_refresh = dg.define_asset_job(
     CITY_JOB,
     selection=(
-        dg.AssetSelection.assets(CITY_PLANS, CITY_SUMMARIES, PROVIDERS).downstream()
-        - OPERATOR_CHECKS
+        dg.AssetSelection.assets(CITY_PLANS, CITY_SUMMARIES, PROVIDERS).downstream() - OPERATOR_VIEW
     ),
     partitions_def=city_partitions,
     description="Plans of the selected city range, their summaries, providers and site export.",
@@ -57,10 +58,11 @@ site_publish = dg.define_asset_job(
 
 health_checks = dg.define_asset_job(
     HEALTH_JOB,
-    selection=OPERATOR_CHECKS,
+    selection=OPERATOR_VIEW,
     description=(
-        "The operator's checks: stale cities per tier (with the retry sensor's queue) and the "
-        "refresh's health over the last 24 hours. Run after every city refresh and hourly."
+        "The operator's view, refresh_status, with its checks: stale cities per tier (with the "
+        "retry sensor's queue) and the refresh's health over the last 24 hours. Run after every "
+        "run that refreshed city plans (refresh, retry, backfill) and hourly."
     ),
 )
 

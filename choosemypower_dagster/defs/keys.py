@@ -8,10 +8,14 @@ CITY_PLANS = dg.AssetKey("city_plans")
 CITY_SUMMARIES = dg.AssetKey("city_summaries")
 PROVIDERS = dg.AssetKey("providers")
 SITE_EXPORT = dg.AssetKey("site_export")
+#: The operator's view: unpartitioned, materialized only by the `health_checks` job.
+REFRESH_STATUS = dg.AssetKey("refresh_status")
 
 REFERENCE_GROUP = "reference"
 PLANS_GROUP = "plans"
 PUBLISHING_GROUP = "publishing"
+#: The operator's view (refresh_status): kept out of every refresh by its group.
+OPERATIONS_GROUP = "operations"
 OWNER = "team:data-platform"
 
 #: The concurrency pool of the API-calling step (its limit is set in dagster.yaml).
@@ -23,9 +27,8 @@ REFRESH_WARNINGS = "refresh_warnings"
 #: Metadata key of the plans a refresh refused to publish for an impossible price (errors).
 REJECTED_PLANS = "rejected_plans"
 
-#: The operator's checks, on city_plans (where an engineer looks first). Every check on
-#: city_plans runs in the `health_checks` job (after every refresh and hourly), never inside
-#: a refresh run, where it would be skipped: the refresh records city_plans partitions as
-#: AssetMaterialization events and yields no city_plans output (see defs/checks.py).
-STALE_CITIES_CHECK = dg.AssetCheckKey(CITY_PLANS, "stale_cities")
-REFRESH_HEALTH_CHECK = dg.AssetCheckKey(CITY_PLANS, "refresh_health")
+#: The operator's checks, on `refresh_status` (never on city_plans: a backfill or retry of
+#: city_plans would plan them and mark them skipped or execution-failed). They are evaluated
+#: in the step that materializes `refresh_status`, in the `health_checks` job only.
+STALE_CITIES_CHECK = dg.AssetCheckKey(REFRESH_STATUS, "stale_cities")
+REFRESH_HEALTH_CHECK = dg.AssetCheckKey(REFRESH_STATUS, "refresh_health")

@@ -1,35 +1,47 @@
-"""The operator's checks: which cities are stale for their tier, and the refresh's health.
+"""The operator's view: `refresh_status`, with its checks on stale cities and the refresh's health.
 
-Both run in the `health_checks` job (after every city refresh, and hourly by a schedule of
-their own, so a missed schedule tick shows too), never inside a refresh run:
+`refresh_status` is an unpartitioned asset of its own, materialized only by the
+`health_checks` job (after every run that refreshed city plans, and hourly by a schedule, so
+a missed schedule tick shows too). Its checks are evaluated in the same step, so they always
+describe its latest materialization, and no backfill or retry of `city_plans` ever plans,
+skips or fails them:
 
-- `stale_cities` on `city_plans`: each city's latest materialization time, read from the
-  instance in two queries (the latest storage id of every partition, then those records),
-  against its tier's window; WARN, ERROR past twice the window or when never refreshed. Its
-  metadata also shows the `retry_failed_cities` sensor's queue.
-- `refresh_health` on `city_plans`: the last 24 hours of the refresh log against the sync
-  targets (checks/health.py); WARN with the figures when one is missed.
+- `stale_cities`: each city's latest materialization time, read from the instance in two
+  queries (the latest storage id of every partition, then those records), against its tier's
+  window; WARN, ERROR past twice the window or when never refreshed. Its metadata also shows
+  the `retry_failed_cities` sensor's queue. This check, not a native freshness policy, is
+  the freshness signal of `city_plans` (a policy judges only the newest partition).
+- `refresh_health`: the last 24 hours of the refresh log against the sync targets
+  (checks/health.py); WARN with the figures when one is missed.
 """
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 
 from choosemypower_dagster.catalog.keys import tier_of_city
+from choosemypower_dagster.catalog.tiers import TIERS
 from choosemypower_dagster.checks.health import (
-    CACHE_HIT_RATE_TARGET,
     CALLS_PER_HOUR_TARGET,
     SUCCESS_RATE_TARGET,
+    TDSP_SUCCESS_TARGET,
     WINDOW,
     day_figures,
 )
 from choosemypower_dagster.checks.outcome import rows_table
 from choosemypower_dagster.checks.staleness import stale_windows_hours, staleness_outcome
-from choosemypower_dagster.defs.keys import CITY_PLANS, REFRESH_HEALTH_CHECK, STALE_CITIES_CHECK
+from choosemypower_dagster.defs.keys import (
+    CITY_PLANS,
+    OPERATIONS_GROUP,
+    OWNER,
+    REFRESH_HEALTH_CHECK,
+    REFRESH_STATUS,
+    STALE_CITIES_CHECK,
+)
 from choosemypower_dagster.defs.resources import WarehouseResource
 from choosemypower_dagster.defs.sensors.retry_failed_cities import (
     latest_failures,
@@ -90,7 +102,8 @@ def retry_queue(instance: dg.DagsterInstance, now: float) -> list[dict[str, Any]
         elif failure is not None and entry.get("retried") == failure.run_id:
             next_step = f"retry requested {_fmt(float(entry.get('requested_at', now)))}"
         elif failure is not None:
-            next_step = f"retry at {_fmt(failure.timestamp + delay_s * 2**attempts)}"
+            since = max(failure.timestamp, float(entry.get("probed_at", 0)))
+            next_step = f"retry at {_fmt(since + delay_s * 2**attempts)}"
         else:
             continue  # recovered since the sensor's last tick
         rows.append(
@@ -107,50 +120,58 @@ def _retry_sensor_states(instance: dg.DagsterInstance) -> Iterable[Any]:
     return [s for s in instance.all_instigator_state() if s.name.startswith(name)]
 
 
-@dg.asset_check(
-    asset=CITY_PLANS,
-    name=STALE_CITIES_CHECK.name,
-    description=(
-        "Cities whose latest successful plan refresh is older than their tier's window "
-        "(tier1 2 h, tier2 12 h, tier3 36 h by default; CHOOSEMYPOWER_STALE_HOURS_TIER1..3). "
-        "WARN; ERROR past twice the window or when a city was never refreshed. Metadata: stale "
-        "cities per tier, the list, and the retry sensor's queue. Runs after every city "
-        "refresh and hourly (health_checks_hourly)."
-    ),
+STALE_CITIES_DESCRIPTION = (
+    "Cities whose latest successful plan refresh is older than their tier's window "
+    "(tier1 2 h, tier2 12 h, tier3 36 h by default; CHOOSEMYPOWER_STALE_HOURS_TIER1..3). "
+    "WARN; ERROR past twice the window or when a city was never refreshed. Metadata: stale "
+    "cities per tier, the list, and the retry sensor's queue. The freshness signal of "
+    "city_plans. Runs after every city refresh, backfill or retry, and hourly."
 )
-def stale_cities(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    """Judge every city partition's latest materialization against its tier's window."""
+REFRESH_HEALTH_DESCRIPTION = (
+    f"The last {WINDOW.total_seconds() / 3600:g} hours of the refresh log against the sync "
+    f"targets: city refresh success > {SUCCESS_RATE_TARGET:.0%}, every TDSP's fetch "
+    f"succeeding in > {TDSP_SUCCESS_TARGET:.0%} of the runs, < {CALLS_PER_HOUR_TARGET} API "
+    "calls in any hour, no city past its tier's window. WARN naming each missed target with "
+    "its figure. Runs after every city refresh and hourly."
+)
+
+
+def stale_cities_result(instance: dg.DagsterInstance) -> tuple[dg.AssetCheckResult, dict[str, Any]]:
+    """Judge every city partition's latest materialization against its tier's window; the
+    check's result and the per-tier figures the asset's materialization plots."""
     started = time.monotonic()
     now = time.time()
-    refreshed_at = latest_materialization_times(context.instance, CITY_PLANS)
-    outcome, overdue = staleness_outcome(refreshed_at, tier_of_city(), stale_windows_hours(), now)
-    queue = retry_queue(context.instance, now)
+    refreshed_at = latest_materialization_times(instance, CITY_PLANS)
+    tiers = tier_of_city()
+    outcome, overdue = staleness_outcome(refreshed_at, tiers, stale_windows_hours(), now)
+    queue = retry_queue(instance, now)
     metadata: dict[str, Any] = {**outcome.metadata, "cities_awaiting_retry": len(queue)}
     if queue:
         metadata["retry_queue"] = rows_table(queue, ["city", "tier", "retries", "next"])
     metadata["seconds"] = round(time.monotonic() - started, 3)
-    return dg.AssetCheckResult(
+    figures: dict[str, Any] = {"cities_awaiting_retry": len(queue)}
+    for tier in TIERS:
+        members = [slug for slug, t in tiers.items() if t == tier]
+        ages = [(now - refreshed_at[s]) / 3600 for s in members if s in refreshed_at]
+        figures[f"oldest_city_age_hours_{tier}"] = round(max(ages), 2) if ages else None
+        figures[f"never_refreshed_{tier}"] = sum(s not in refreshed_at for s in members)
+    figures.update({k: v for k, v in outcome.metadata.items() if k.startswith("stale_")})
+    result = dg.AssetCheckResult(
+        check_name=STALE_CITIES_CHECK.name,
         passed=outcome.passed,
         severity=dg.AssetCheckSeverity.ERROR if overdue else dg.AssetCheckSeverity.WARN,
         description=outcome.description,
         metadata=metadata,
     )
+    return result, figures
 
 
-@dg.asset_check(
-    asset=REFRESH_HEALTH_CHECK.asset_key,
-    name=REFRESH_HEALTH_CHECK.name,
-    description=(
-        f"The last {WINDOW.total_seconds() / 3600:g} hours of the refresh log against the sync "
-        f"targets: success rate > {SUCCESS_RATE_TARGET:.0%}, cache hit rate > "
-        f"{CACHE_HIT_RATE_TARGET:.0%}, < {CALLS_PER_HOUR_TARGET} API calls in any hour. WARN "
-        "naming each missed target with its figure. Runs after every city refresh and hourly."
-    ),
-)
-def refresh_health(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    """Evaluate the day's refresh runs against the targets."""
+def refresh_health_result(
+    warehouse: WarehouseResource, stale_cities: int | None = None
+) -> tuple[dg.AssetCheckResult, dict[str, Any]]:
+    """Evaluate the day's refresh runs against the targets; the check's result and its figures."""
     with warehouse.begin() as conn:
-        figures = day_figures(conn)
+        figures = day_figures(conn, stale_cities=stale_cities)
     metadata: dict[str, Any] = {
         key: value for key, value in figures.metadata().items() if value is not None
     }
@@ -161,12 +182,61 @@ def refresh_health(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     else:
         alert = f" Alert: {'; '.join(figures.alerts)}." if figures.alerts else ""
         description = f"Missed: {'; '.join(figures.missed)}.{alert}"
-    return dg.AssetCheckResult(
+    result = dg.AssetCheckResult(
+        check_name=REFRESH_HEALTH_CHECK.name,
         passed=not figures.missed,
         severity=dg.AssetCheckSeverity.WARN,
         description=description,
         metadata=metadata,
     )
+    plotted = (
+        "success_rate_pct",
+        "tdsp_fetch_success_min_pct",
+        "api_calls_busiest_hour",
+        "targets_missed",
+    )
+    return result, {k: metadata[k] for k in plotted if k in metadata}
 
 
-OPERATOR_CHECKS: list[dg.AssetChecksDefinition] = [stale_cities, refresh_health]
+@dg.asset(
+    key=REFRESH_STATUS,
+    deps=[CITY_PLANS],
+    group_name=OPERATIONS_GROUP,
+    owners=[OWNER],
+    kinds={"dagster"},
+    description=(
+        "The operator's view of the plan refresh: per tier, the oldest city's age and the "
+        "cities past their window, and the day's refresh health. Materialized by the "
+        "health_checks job only (after every run that refreshed city plans, and hourly), "
+        "never by a refresh, backfill or retry, so its checks stale_cities and refresh_health "
+        "are always those of its latest materialization."
+    ),
+    check_specs=[
+        dg.AssetCheckSpec(
+            STALE_CITIES_CHECK.name, asset=REFRESH_STATUS, description=STALE_CITIES_DESCRIPTION
+        ),
+        dg.AssetCheckSpec(
+            REFRESH_HEALTH_CHECK.name,
+            asset=REFRESH_STATUS,
+            description=REFRESH_HEALTH_DESCRIPTION,
+        ),
+    ],
+)
+def refresh_status(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """Judge the cities' ages and the day's refresh log; record the figures, then the checks."""
+    stale, stale_figures = stale_cities_result(context.instance)
+    # cities refreshed once and since left past their window (never refreshed: stale_cities)
+    never = sum(v for k, v in stale_figures.items() if k.startswith("never_refreshed_"))
+    health, health_figures = refresh_health_result(
+        warehouse, int(stale_figures.get("stale_cities", 0)) - never
+    )
+    yield dg.MaterializeResult(
+        metadata={
+            **{k: v for k, v in stale_figures.items() if v is not None},
+            **health_figures,
+        }
+    )
+    yield stale
+    yield health

@@ -27,7 +27,15 @@ from choosemypower_dagster.catalog.cities import (
 from choosemypower_dagster.catalog.public_power import PublicPowerRow, load_public_power
 from choosemypower_dagster.catalog.tdsps import tdsps_by_duns
 from choosemypower_dagster.comparepower.client import ComparePowerClient
-from choosemypower_dagster.settings import API_KEY, API_URL, CITY_CATALOG, DATABASE_URL, Setting
+from choosemypower_dagster.settings import (
+    ALERT_REMINDER_HOURS,
+    API_KEY,
+    API_URL,
+    CITY_CATALOG,
+    DATABASE_URL,
+    UI_URL,
+    Setting,
+)
 from choosemypower_dagster.warehouse.engine import get_engine
 from choosemypower_dagster.warehouse.urls import configured_url, normalize_url, redact
 
@@ -95,6 +103,33 @@ class CityCatalogResource(dg.ConfigurableResource):
         return load_public_power(self.public_power_table_path())
 
 
+class AlertsResource(dg.ConfigurableResource):
+    """How alerts link to the UI and how often an ongoing TDSP outage is posted again."""
+
+    ui_url: str | None = Field(
+        default=None,
+        description=(
+            f"The Dagster webserver's base URL ({UI_URL.name}): alerts link to their run "
+            "there; unset, they give the run id only."
+        ),
+    )
+    reminder_hours: float = Field(
+        default_factory=ALERT_REMINDER_HOURS.number,
+        description=(
+            f"While a TDSP stays down, post its incident again at most this often "
+            f"({ALERT_REMINDER_HOURS.name}, default {ALERT_REMINDER_HOURS.default} hours)."
+        ),
+    )
+
+    def run_url(self, run_id: str) -> str | None:
+        """The run's page in the UI, or None when the UI's address is not set."""
+        return f"{self.ui_url.rstrip('/')}/runs/{run_id}" if self.ui_url else None
+
+    @property
+    def remind_after_s(self) -> float:
+        return self.reminder_hours * 3600
+
+
 def _from_env(setting: Setting) -> dg.EnvVar | None:
     """`EnvVar(name)` when the variable is set (shown as such in the UI), else None."""
     return dg.EnvVar(setting.name) if setting.is_set() else None
@@ -111,4 +146,5 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
         "warehouse": WarehouseResource(url=_from_env(DATABASE_URL)),
         "comparepower": ComparePowerClient(**api),
         "city_catalog": CityCatalogResource(),
+        "alerts": AlertsResource(ui_url=_from_env(UI_URL)),
     }

@@ -16,7 +16,10 @@ from choosemypower_dagster.defs.partitions import tier_key_range
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
-TRIGGER_TAG = "choosemypower/trigger"  # schedule, sensor, manual or backfill
+# Dagster's own tag of a run launched by a backfill (its value: the backfill's id).
+BACKFILL_TAG = "dagster/backfill"
+
+TRIGGER_TAG = "choosemypower/trigger"  # schedule, sensor, automation, manual or backfill
 TRIGGER_NAME_TAG = "choosemypower/trigger_name"  # which schedule or sensor
 TIERS_TAG = "choosemypower/tiers"
 CATALOG_CHANGE_TAG = "choosemypower/catalog_change"  # the catalog change a run follows
@@ -61,6 +64,17 @@ def tier_range_tags(name: str, tiers: Sequence[str], kind: str = "schedule") -> 
     """Tags of a reference_refresh run over adjacent tier partitions."""
     chosen = ordered(tiers)
     return range_tags(chosen[0], chosen[-1], chosen, name, kind)
+
+
+def backfill_tags(run_tags: dict[str, str], tiers: Sequence[str]) -> dict[str, str]:
+    """The project's tags for a run a UI backfill launched without them (trigger `backfill`,
+    the backfill's id as its name, the tiers its keys fall in); {} for any other run."""
+    if BACKFILL_TAG not in run_tags or TRIGGER_TAG in run_tags:
+        return {}
+    tags = trigger_tags(run_tags[BACKFILL_TAG], "backfill")
+    if tiers:
+        tags[TIERS_TAG] = ",".join(ordered(tiers))
+    return tags
 
 
 def process_tags() -> dict[str, str]:

@@ -81,6 +81,7 @@ class LoggedRun:
     cities_failed: int
     api_calls: int
     cache_hits: int
+    failed_subjects: tuple[str, ...] = ()  # the cities and TDSPs (DUNS) its errors name
 
 
 def runs_finished_since(conn: sa.Connection, since: datetime) -> list[LoggedRun]:
@@ -94,6 +95,7 @@ def runs_finished_since(conn: sa.Connection, since: datetime) -> list[LoggedRun]
             log.cities_failed,
             log.api_calls,
             log.cache_hits,
+            log.errors,
         )
         .where(log.finished_at >= since)
         .order_by(log.finished_at)
@@ -106,6 +108,7 @@ def runs_finished_since(conn: sa.Connection, since: datetime) -> list[LoggedRun]
             r.cities_failed,
             r.api_calls,
             r.cache_hits,
+            tuple(sorted(json.loads(r.errors or "{}"))),
         )
         for r in rows
     ]

@@ -21,7 +21,7 @@ import pytest
 
 from choosemypower_dagster.alerts import webhook
 from choosemypower_dagster.defs.jobs import PUBLISH_JOB
-from choosemypower_dagster.defs.resources import WarehouseResource
+from choosemypower_dagster.defs.resources import AlertsResource, WarehouseResource
 from choosemypower_dagster.defs.sensors.failed_runs import report_failed_runs, retry_pending_alerts
 from choosemypower_dagster.defs.tags import ALERT_ATTEMPTS_TAG, ALERT_RETRY_AT_TAG, ALERT_TAG
 from choosemypower_dagster.settings import ALERT_WEBHOOK_URL
@@ -135,7 +135,7 @@ def test_a_trickling_webhook_is_given_up_and_the_alert_sent_once_later(
         dagster_event=result.get_run_failure_event(),
     ).for_run_failure()
     before = datetime.now(UTC)
-    report_failed_runs(context, warehouse=warehouse)
+    report_failed_runs(context, warehouse=warehouse, alerts=AlertsResource())
     tags = _tags(instance, result.run_id)
     assert tags[ALERT_TAG] == "pending" and tags[ALERT_ATTEMPTS_TAG] == "1"
     first_due = datetime.fromisoformat(tags[ALERT_RETRY_AT_TAG])

@@ -4,7 +4,7 @@ import json
 import math
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -92,7 +92,8 @@ CITY_PLANS_SPEC = dg.AssetSpec(
     owners=[OWNER],
     kinds={"httpx", "sqlalchemy", warehouse_kind()},
     skippable=True,
-    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=2)),
+    # No native freshness policy: it judges only the newest partition and would read
+    # "Passing" while a tier is stale. refresh_status's stale_cities check is the signal.
     metadata=table_definition(schema.city_plan_availability),
 )
 CITY_SUMMARIES_SPEC = dg.AssetSpec(
@@ -367,22 +368,52 @@ def refresh_city_plans(
     context.log.info("refresh totals: " + json.dumps(run_meta))
     yield from plan_check_results(context, config, warehouse, totals.impossible_plans)
     if totals.failed:
-        reasons = sorted(set(totals.failed.values()))
-        shown = sorted(totals.failed)[:20]
+        failed_tdsps = dict(sorted(totals.load.errors.items())) if totals.load else {}
+        ranges = selector_text(tier_spans(totals.failed).values())
         raise dg.Failure(
-            description=(
-                f"{len(totals.failed)} of {len(slugs)} cities failed and kept their previous "
-                f"data ({', '.join(shown)}{' ...' if len(totals.failed) > 20 else ''}). "
-                f"Reasons: {' | '.join(reasons[:5])}"
-            ),
+            description=_failure_text(totals.failed, failed_tdsps, len(slugs), ranges),
+            # first what an engineer acts on: the text to paste in the backfill dialog's
+            # partition selector (one run per tier), the failed TDSPs, the reasons once each
             metadata={
+                "backfill_ranges": ranges,
+                "failed_tdsps": dg.MetadataValue.json(failed_tdsps),
+                "cities_by_reason": dg.MetadataValue.json(_cities_by_reason(totals.failed)),
                 **run_meta,
                 **notes,
                 "failed_cities": dg.MetadataValue.json(dict(sorted(totals.failed.items()))),
-                "failed_tdsps": dg.MetadataValue.json(
-                    dict(sorted(totals.load.errors.items())) if totals.load else {}
-                ),
-                # what to paste in the backfill dialog's partition selector: one run per tier
-                "backfill_ranges": selector_text(tier_spans(totals.failed).values()),
             },
         )
+
+
+def _cities_by_reason(failed: dict[str, str]) -> dict[str, list[str]]:
+    """Each reason once, with the cities that failed for it (most cities first)."""
+    grouped: dict[str, list[str]] = {}
+    for slug, reason in sorted(failed.items()):
+        grouped.setdefault(reason, []).append(slug)
+    return dict(sorted(grouped.items(), key=lambda item: (-len(item[1]), item[0])))
+
+
+def _failure_text(
+    failed: dict[str, str], failed_tdsps: dict[str, str], requested: int, ranges: str
+) -> str:
+    """The step failure: each failed TDSP by name with its cities counted, then the rest."""
+    names = {d: t.name for d, t in tdsps_by_duns().items()}
+    parts = []
+    for duns, reason in failed_tdsps.items():
+        name = names.get(duns, duns)
+        count = sum(name in why or duns in why for why in failed.values())
+        parts.append(f"{name} failed ({reason[:200]}): {count} cities kept their previous data")
+    by_tdsp = {
+        slug
+        for slug, why in failed.items()
+        if any(names.get(d, d) in why or d in why for d in failed_tdsps)
+    }
+    others = _cities_by_reason({s: r for s, r in failed.items() if s not in by_tdsp})
+    for reason, cities in list(others.items())[:3]:
+        shown = ", ".join(cities[:5]) + (" ..." if len(cities) > 5 else "")
+        parts.append(f"{len(cities)} cities failed ({shown}): {reason[:200]}")
+    return (
+        f"{len(failed)} of {requested} cities failed and kept their previous data. "
+        + "; ".join(parts)
+        + f". Backfill (partition selector): {ranges}"
+    )

@@ -8,6 +8,7 @@ from choosemypower_dagster.defs.sensors.health_after_refresh import (
     health_checks_after_failed_refresh,
     health_checks_after_refresh,
 )
+from choosemypower_dagster.defs.sensors.incidents import tdsp_incidents
 from choosemypower_dagster.defs.sensors.retry_failed_cities import retry_failed_cities
 from choosemypower_dagster.defs.sensors.rollups import rollups_automation
 from choosemypower_dagster.defs.sensors.undelivered_alerts import retry_undelivered_alerts
@@ -16,6 +17,7 @@ SENSORS: list[dg.SensorDefinition] = [
     retry_failed_cities,
     city_catalog_changed,
     report_failed_runs,
+    tdsp_incidents,
     retry_undelivered_alerts,
     rollups_automation,
     health_checks_after_refresh,

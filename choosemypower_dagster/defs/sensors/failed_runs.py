@@ -12,14 +12,20 @@ Each alert's fate is recorded on its run (`ALERT_TAG`): an alert the webhook did
 until it is delivered: once.
 """
 
+import json
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
 
+from choosemypower_dagster.alerts import incidents
 from choosemypower_dagster.alerts.webhook import Delivery, send_alert
+from choosemypower_dagster.catalog.cities import load_catalog
+from choosemypower_dagster.catalog.tdsps import tdsps_by_duns
 from choosemypower_dagster.checks.health import day_figures
 from choosemypower_dagster.defs.jobs import (
     CITY_JOB,
@@ -28,7 +34,8 @@ from choosemypower_dagster.defs.jobs import (
     PUBLISH_JOB,
     REFERENCE_JOB,
 )
-from choosemypower_dagster.defs.resources import WarehouseResource
+from choosemypower_dagster.defs.keys import CITY_PLANS
+from choosemypower_dagster.defs.resources import AlertsResource, WarehouseResource
 from choosemypower_dagster.defs.tags import (
     ALERT_ATTEMPTS_TAG,
     ALERT_ERROR_TAG,
@@ -39,6 +46,8 @@ from choosemypower_dagster.defs.tags import (
     TIERS_TAG,
     TRIGGER_TAG,
 )
+
+_logger = logging.getLogger(__name__)
 
 
 def failure_payload(context: dg.RunFailureSensorContext) -> dict[str, Any]:
@@ -56,13 +65,20 @@ def run_failure_payload(
     tags = dict(run.tags)
     steps = []
     failed_cities: dict[str, Any] = {}
+    failed_tdsps: dict[str, Any] = {}
+    backfill_ranges: list[str] = []
     for event in step_failures:
         data = event.step_failure_data
         error = data.error.message.strip() if data and data.error else event.message
         steps.append({"step": event.step_key, "error": error})
         user_data = data.user_failure_data if data else None
-        if user_data and "failed_cities" in user_data.metadata:
-            failed_cities.update(user_data.metadata["failed_cities"].value)
+        meta = user_data.metadata if user_data else {}
+        if "failed_cities" in meta:
+            failed_cities.update(meta["failed_cities"].value)
+        if "failed_tdsps" in meta:
+            failed_tdsps.update(meta["failed_tdsps"].value)
+        if "backfill_ranges" in meta:
+            backfill_ranges.append(str(meta["backfill_ranges"].value))
     return {
         "event": "run_failed",
         "job": run.job_name,
@@ -79,6 +95,8 @@ def run_failure_payload(
         "error": error,
         "failed_steps": steps,
         "failed_cities": failed_cities,
+        "failed_tdsps": failed_tdsps,
+        "backfill_ranges": ", ".join(r for r in backfill_ranges if r),
     }
 
 
@@ -107,14 +125,163 @@ def is_alerted(run: dg.DagsterRun) -> bool:
         "when it is unset."
     ),
 )
-def report_failed_runs(context: dg.RunFailureSensorContext, warehouse: WarehouseResource) -> None:
-    """POST the failure to the webhook; a broken webhook is logged, never raised."""
+def report_failed_runs(
+    context: dg.RunFailureSensorContext, warehouse: WarehouseResource, alerts: AlertsResource
+) -> None:
+    """POST the failure to the webhook (a TDSP outage as its incident); a broken webhook is
+    logged, never raised."""
     if not is_alerted(context.dagster_run):
         context.log.info(f"run {context.dagster_run.run_id} is not this project's: not alerted")
         return
-    payload = failure_payload(context)
-    payload["refresh_health"] = health_report(warehouse)
-    alert_run(context.instance, context.dagster_run, payload, log=context.log)
+    alert_failed_run(
+        context.instance,
+        context.dagster_run,
+        failure_payload(context),
+        warehouse,
+        alerts,
+        log=context.log,
+    )
+
+
+#: Where the open TDSP incidents are kept: the instance's key-value store (durable, shared by
+#: the sensors and the refresh command).
+INCIDENTS_KEY = "choosemypower/tdsp_incidents"
+#: Prefix of an incident alert's payload kept for a retry: `<prefix><run id>`.
+STORED_ALERT_PREFIX = "choosemypower/alert_payload/"
+
+
+@contextmanager
+def incident_state(instance: dg.DagsterInstance) -> Iterator[dict[str, incidents.Incident]]:
+    """The open incidents, saved back when the block ends without raising."""
+    raw = instance.run_storage.get_cursor_values({INCIDENTS_KEY}).get(INCIDENTS_KEY)
+    try:
+        state = incidents.load(json.loads(raw)) if raw else {}
+    except (ValueError, TypeError):
+        state = {}
+    yield state
+    instance.run_storage.set_cursor_values({INCIDENTS_KEY: json.dumps(incidents.dump(state))})
+
+
+def open_incidents(instance: dg.DagsterInstance) -> dict[str, incidents.Incident]:
+    """The open incidents, read only."""
+    raw = instance.run_storage.get_cursor_values({INCIDENTS_KEY}).get(INCIDENTS_KEY)
+    return incidents.load(json.loads(raw)) if raw else {}
+
+
+def _served_cities() -> dict[str, set[str]]:
+    """Each TDSP's cities in the catalog."""
+    served: dict[str, set[str]] = {}
+    for city in load_catalog():
+        for duns in city.tdsp_duns:
+            served.setdefault(duns, set()).add(city.slug)
+    return served
+
+
+def _ended_at(instance: dg.DagsterInstance, run: dg.DagsterRun, now: float) -> float:
+    record = instance.get_run_record_by_id(run.run_id)
+    return (record.end_time if record and record.end_time else None) or now
+
+
+def _send_stored(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, payload: dict[str, Any], log: Any
+) -> Delivery:
+    """Send an incident's alert on behalf of `run`; one the webhook did not take is kept, as
+    sent, for `retry_pending_alerts` (an incident's alert cannot be rebuilt from the run)."""
+    delivery = alert_run(instance, run, payload, log=log)
+    if delivery.retry:
+        key = STORED_ALERT_PREFIX + run.run_id
+        instance.run_storage.set_cursor_values({key: json.dumps(payload, default=str)})
+    return delivery
+
+
+def alert_failed_run(
+    instance: dg.DagsterInstance,
+    run: dg.DagsterRun,
+    payload: dict[str, Any],
+    warehouse: Any,
+    alerts: AlertsResource,
+    log: Any = None,
+    now: float | None = None,
+) -> Delivery | None:
+    """Alert a failed run. A run whose TDSPs failed belongs to their incidents: it is posted
+    when it opens one ("down") or an open one's reminder is due ("still_down"), and otherwise
+    only tagged `choosemypower/alert=incident`; any other failure is posted as it is."""
+    log = log or _logger
+    failed_tdsps = payload.get("failed_tdsps") or {}
+    if not failed_tdsps:
+        payload["refresh_health"] = health_report(warehouse)
+        if url := alerts.run_url(run.run_id):
+            payload["run_url"] = url
+        return alert_run(instance, run, payload, log=log)
+    ended = _ended_at(instance, run, now or time.time())
+    with incident_state(instance) as state:
+        opened, reminded = incidents.record_failure(
+            state,
+            {d: str(r) for d, r in failed_tdsps.items()},
+            payload.get("failed_cities") or {},
+            _served_cities(),
+            {d: t.name for d, t in tdsps_by_duns().items()},
+            run.run_id,
+            payload.get("backfill_ranges") or "",
+            ended,
+            alerts.remind_after_s,
+        )
+    if not opened and not reminded:
+        log.info(
+            f"run {run.run_id}: {', '.join(sorted(failed_tdsps))} still down, already alerted "
+            "(one incident per outage; reminders every "
+            f"{alerts.reminder_hours:g} h)"
+        )
+        instance.add_run_tags(run.run_id, {ALERT_TAG: "incident"})
+        return None
+    kind, which = ("down", opened) if opened else ("still_down", reminded)
+    message = incidents.message(kind, which, run.run_id, alerts.run_url(run.run_id))
+    message["job"] = run.job_name
+    return _send_stored(instance, run, message, log)
+
+
+def check_incidents(
+    instance: dg.DagsterInstance, alerts: AlertsResource, log: Any = None, now: float | None = None
+) -> list[Delivery]:
+    """Close each open incident one of whose cities was refreshed after its latest failure
+    (posting "recovered at T", T being that refresh), and remind of the others when due."""
+    log = log or _logger
+    now = now or time.time()
+    recovered: list[tuple[incidents.Incident, dg.EventLogRecord]] = []
+    with incident_state(instance) as state:
+        served = _served_cities() if state else {}
+        for duns, incident in list(state.items()):
+            slugs = incident.cities or sorted(served.get(duns, set()))
+            records = instance.fetch_materializations(
+                dg.AssetRecordsFilter(
+                    asset_key=CITY_PLANS,
+                    asset_partitions=slugs,
+                    after_timestamp=incident.last_failed_at,
+                ),
+                limit=1,
+                ascending=True,
+            ).records
+            if records:
+                recovered.append((incident, records[0]))
+                del state[duns]
+        reminders = incidents.due_reminders(state, now, alerts.remind_after_s)
+    deliveries = []
+    for incident, record in recovered:
+        run = instance.get_run_by_id(record.run_id)
+        message = incidents.message(
+            "recovered", [incident], record.run_id, alerts.run_url(record.run_id), record.timestamp
+        )
+        log.info(message["text"])
+        if run is not None:
+            deliveries.append(_send_stored(instance, run, message, log))
+    if reminders:
+        run = instance.get_run_by_id(reminders[0].run_id)
+        message = incidents.message(
+            "still_down", reminders, reminders[0].run_id, alerts.run_url(reminders[0].run_id)
+        )
+        if run is not None:
+            deliveries.append(_send_stored(instance, run, message, log))
+    return deliveries
 
 
 #: First wait before a pending alert is sent again; it doubles with each attempt, to the max.
@@ -180,10 +347,17 @@ def retry_pending_alerts(
         due = run.tags.get(ALERT_RETRY_AT_TAG)
         if due and datetime.fromisoformat(due) > now:
             continue
-        payload = stored_failure_payload(instance, run)
-        payload["refresh_health"] = health_report(warehouse)
+        key = STORED_ALERT_PREFIX + run.run_id
+        stored = instance.run_storage.get_cursor_values({key}).get(key)
+        if stored:  # an incident's alert, as it was first sent
+            payload = json.loads(stored)
+        else:
+            payload = stored_failure_payload(instance, run)
+            payload["refresh_health"] = health_report(warehouse)
         payload["retried"] = int(run.tags.get(ALERT_ATTEMPTS_TAG, "0") or 0)
         done[run.run_id] = alert_run(instance, run, payload, now, log)
+        if stored and done[run.run_id].delivered:
+            instance.run_storage.set_cursor_values({key: ""})  # sent: nothing left to keep
     return done
 
 

@@ -6,6 +6,12 @@ to the last of them (`tier_spans`): a TDSP outage is at most one run per tier. T
 cities between them come along, refreshed from the cache; the failed TDSP is fetched afresh
 (its cached answer predates the failure, see plans/source.py). A retry refreshes the plans and
 the roll-ups only: the export follows once, after the retries (`site_export`'s condition).
+
+A failing TDSP is asked once per attempt, not once per tier run: before launching, the sensor
+probes each TDSP whose failure its due cities share (one fetch, with the client's retries,
+under a shorter deadline); while it still fails, the attempt is spent without any run (the
+cities wait for the next backoff, or are given up on), and only a TDSP that answers gets its
+cities' runs.
 """
 
 import hashlib
@@ -18,14 +24,25 @@ from typing import Any
 
 import dagster as dg
 
+from choosemypower_dagster.catalog.cities import load_catalog
 from choosemypower_dagster.catalog.keys import city_keys
+from choosemypower_dagster.comparepower.client import ComparePowerClient
 from choosemypower_dagster.defs.jobs import city_refresh
 from choosemypower_dagster.defs.keys import CITY_PLANS, CITY_SUMMARIES, PROVIDERS
 from choosemypower_dagster.defs.partitions import city_partitions, range_keys, tier_spans
 from choosemypower_dagster.defs.tags import RETRY_ATTEMPT_TAG, range_tags
-from choosemypower_dagster.settings import RETRY_BASE_DELAY_MINUTES, RETRY_MAX_ATTEMPTS
+from choosemypower_dagster.settings import (
+    RETRY_BASE_DELAY_MINUTES,
+    RETRY_MAX_ATTEMPTS,
+    sensor_interval_seconds,
+)
 
 LOST_REQUEST_AFTER = timedelta(hours=1)
+#: A probe's own deadline (all of the client's attempts), so a sensor tick stays short.
+PROBE_DEADLINE_S = 30.0
+#: Probing stops for this tick once it has taken this long (a tick must end well within the
+#: daemon's 60 s); the TDSPs not probed yet wait for the next tick, their attempt unspent.
+PROBE_BUDGET_S = 35.0
 #: What a retry run materializes: the plans and their roll-ups (with their checks), no export.
 RETRY_SELECTION = [CITY_PLANS, CITY_SUMMARIES, PROVIDERS]
 
@@ -66,13 +83,42 @@ def latest_failures(instance: dg.DagsterInstance, slugs: list[str]) -> dict[str,
     }
 
 
+def failed_tdsps_of_runs(instance: dg.DagsterInstance, run_ids: set[str]) -> dict[str, set[str]]:
+    """Each failed run's failed TDSPs (DUNS), from its plans step's failure metadata."""
+    found: dict[str, set[str]] = {}
+    for run_id in run_ids:
+        records = instance.get_records_for_run(
+            run_id, of_type=dg.DagsterEventType.STEP_FAILURE, limit=10
+        ).records
+        duns: set[str] = set()
+        for record in records:
+            event = record.event_log_entry.dagster_event
+            data = event.step_failure_data if event is not None else None
+            user = data.user_failure_data if data is not None else None
+            if user is not None and "failed_tdsps" in user.metadata:
+                duns |= set(user.metadata["failed_tdsps"].value)
+        found[run_id] = duns
+    return found
+
+
+def probe(client: ComparePowerClient, duns: str) -> str | None:
+    """Ask the API for one TDSP's plans once (with the client's retries, under
+    PROBE_DEADLINE_S); None when it answers, else why not."""
+    quick = client.model_copy(update={"deadline_s": min(client.deadline_s, PROBE_DEADLINE_S)})
+    try:
+        quick.fetch_plans(duns)
+    except Exception as exc:  # noqa: BLE001 - any failure means: not yet
+        return f"{type(exc).__name__}: {exc}"[:300]
+    return None
+
+
 def build_retry_sensor(
     name: str = "retry_failed_cities",
     max_retries: int | None = None,
     base_delay: timedelta | None = None,
     max_runs_per_tick: int = 10,
     clock: Callable[[], float] = time.time,
-    minimum_interval_seconds: int = 60,
+    minimum_interval_seconds: int | None = None,
 ) -> dg.SensorDefinition:
     """A sensor re-running failed cities after base_delay x 2^attempt, at most max_retries times.
 
@@ -85,14 +131,16 @@ def build_retry_sensor(
     @dg.sensor(
         name=name,
         job=city_refresh,
-        minimum_interval_seconds=minimum_interval_seconds,
+        minimum_interval_seconds=minimum_interval_seconds or sensor_interval_seconds(),
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             f"Re-runs city partitions whose latest attempt failed, {delay} after the failure "
             f"and doubling each time; gives up after {retries} retries."
         ),
     )
-    def _sensor(context: dg.SensorEvaluationContext) -> Iterator[dg.RunRequest | dg.SkipReason]:
+    def _sensor(
+        context: dg.SensorEvaluationContext, comparepower: ComparePowerClient
+    ) -> Iterator[dg.RunRequest | dg.SkipReason]:
         now = clock()
         state: dict[str, dict[str, Any]] = json.loads(context.cursor) if context.cursor else {}
         statuses = (
@@ -128,15 +176,49 @@ def build_retry_sensor(
                         f"retr(ies) (limit {retries}); backfill it by hand once fixed"
                     )
                 continue
-            due = failure.timestamp + delay.total_seconds() * 2 ** entry["attempts"]
+            since = max(failure.timestamp, float(entry.get("probed_at", 0)))
+            due = since + delay.total_seconds() * 2 ** entry["attempts"]
             if now >= due:
                 ready.append(slug)
             else:
                 waiting[slug] = due
 
+        # Probe each failed TDSP behind the due cities once; a city behind one that still
+        # fails spends this attempt without a run.
+        behind: dict[str, set[str]] = {}
+        if ready:
+            tdsps = failed_tdsps_of_runs(
+                context.instance, {failures[s].run_id for s in ready if s in failures}
+            )
+            serving = {c.slug: set(c.tdsp_duns) for c in load_catalog()}
+            for slug in ready:
+                run_id = failures[slug].run_id if slug in failures else ""
+                for duns in tdsps.get(run_id, set()) & serving.get(slug, set()):
+                    behind.setdefault(duns, set()).add(slug)
+        down: dict[str, str] = {}
+        unprobed: set[str] = set()
+        probing_since = time.monotonic()
+        for duns in sorted(behind):
+            if time.monotonic() - probing_since > PROBE_BUDGET_S:
+                unprobed.add(duns)
+                continue
+            reason = probe(comparepower, duns)
+            if reason is not None:
+                down[duns] = reason
+        held = {slug for duns in down for slug in behind[duns]}
+        for slug in sorted(held):
+            state[slug].update(attempts=state[slug]["attempts"] + 1, probed_at=now)
+        held |= {slug for duns in unprobed for slug in behind[duns]}  # next tick
+        if down:
+            context.log.warning(
+                f"still failing, no run launched for {len(held)} cit(ies) (attempt spent): "
+                + "; ".join(f"TDSP {d}: {why}" for d, why in sorted(down.items()))
+            )
+        ready = [slug for slug in ready if slug not in held]
+
         spans = tier_spans(ready)
         launched = list(spans.items())[:max_runs_per_tick]
-        failing = set(failed)
+        failing = set(failed) - held
         for tier, key_range in launched:
             # every failed city inside the span is retried by this run, due or not yet
             members = [s for s in range_keys(key_range) if s in failing]
@@ -166,6 +248,11 @@ def build_retry_sensor(
 
         if not launched:
             parts = []
+            if down:
+                parts.append(
+                    f"probed {', '.join(sorted(down))}: still failing, {len(held)} cit(ies) "
+                    "wait for their next attempt"
+                )
             if waiting:
                 first = min(waiting, key=waiting.__getitem__)
                 parts.append(

@@ -9,11 +9,12 @@ import dagster as dg
 
 from choosemypower_dagster.defs.resources import WarehouseResource
 from choosemypower_dagster.defs.sensors.failed_runs import retry_pending_alerts
+from choosemypower_dagster.settings import sensor_interval_seconds
 
 
 @dg.sensor(
     name="retry_undelivered_alerts",
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=sensor_interval_seconds(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Sends again, with backoff, the failed-run alerts CHOOSEMYPOWER_ALERT_WEBHOOK_URL did "
