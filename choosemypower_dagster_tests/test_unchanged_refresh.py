@@ -177,3 +177,41 @@ def test_an_unchanged_refresh_writes_nothing_and_a_changed_one_exactly_the_chang
         assert writes_to(statements, table) == [], table
     with warehouse.begin() as conn:
         assert availability(conn) == rows_after
+
+
+def test_with_event_batching_every_city_is_materialized_by_batches(resources, monkeypatch):
+    """DAGSTER_EVENT_BATCH_SIZE on (the production instance): the cities' materializations
+    come from one output and reach the event log in batches, each with the city's metadata;
+    a failed city is still never materialized (a city outside the warehouse's catalog)."""
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "50")
+    instance = dg.DagsterInstance.ephemeral()
+    assert materialize_catalog(resources, instance, ("tier1", "tier1")).success
+    catalog = {c.slug: c for c in load_catalog()}
+    keys = [k for k in city_keys() if catalog[k].tier == "tier1"]
+    cities = every_tdsp_window([catalog[k] for k in keys])
+    storage = instance.event_log_storage
+    batches: list[int] = []
+    store_batch = storage.store_event_batch
+
+    def spy(events: Any) -> None:
+        batches.append(len(events))
+        store_batch(events)
+
+    monkeypatch.setattr(storage, "store_event_batch", spy)
+    result = materialize_cities(resources, instance, cities[0].slug, cities[-1].slug)
+    assert result.success
+    events = materialized(result)[CITY_PLANS]
+    by_city = {m.partition: m for m in events}
+    assert len(by_city) == len(events) == len(cities)  # one materialization each
+    for city in cities:
+        assert by_city[city.slug].metadata["city"].value == city.name
+        assert by_city[city.slug].metadata["plan_count"].value > 0
+    assert sum(batches) >= len(cities) and max(batches) > 1  # stored in batches
+
+    # A tier2 city is not in the warehouse catalog yet (only tier1 was written): it fails and
+    # is not materialized; the others are, one event each.
+    outside = next(k for k in city_keys() if catalog[k].tier == "tier2")
+    mixed = materialize_cities(resources, instance, keys[-1], outside)
+    assert not mixed.success
+    done = {m.partition for m in materialized(mixed).get(CITY_PLANS, [])}
+    assert outside not in done and keys[-1] in done

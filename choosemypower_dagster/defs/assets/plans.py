@@ -9,6 +9,7 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
+from dagster._core.instance.utils import _is_batch_writing_enabled
 from pydantic import Field
 
 from choosemypower_dagster.catalog.tdsps import tdsps_by_duns
@@ -310,9 +311,10 @@ def refresh_city_plans(
 ) -> Iterator[dg.AssetMaterialization | dg.MaterializeResult | dg.AssetCheckResult]:
     """Fetch each TDSP's plans once, fan them out to its cities, roll up, then check.
 
-    Every finished city is materialized as it commits; failed cities keep their previous
-    rows. The roll-ups and the checks run in any case, on what was written; only then are
-    the failed cities named, by failing the step, so 'backfill failed' re-runs exactly them.
+    Every finished city is materialized as it commits (with event batching on, at the end
+    of the step); failed cities keep their previous rows. The roll-ups and the checks run in
+    any case, on what was written; only then are the failed cities named, by failing the
+    step, so 'backfill failed' re-runs exactly them.
     """
     started = time.monotonic()
     started_at = datetime.now(UTC)
@@ -326,6 +328,11 @@ def refresh_city_plans(
     totals = RefreshTotals()
     warnings: list[str] = []
     slugs: list[str] = list(context.partition_keys) if CITY_PLANS in selected else []
+    # With Dagster's event batching on (DAGSTER_EVENT_BATCH_SIZE, docs/production.md) the
+    # cities are materialized by one output, whose per-partition events are stored in batches
+    # (on PostgreSQL one INSERT per batch instead of two connections per city); otherwise
+    # each city is materialized as it commits.
+    batched, done = _is_batch_writing_enabled(), dict[str, dict[str, Any]]()
     if slugs:
         context.log.info(f"refreshing {len(slugs)} cities ({slugs[0]} .. {slugs[-1]})")
         for outcome in refresh_cities(
@@ -338,12 +345,19 @@ def refresh_city_plans(
             context.log,
             config.accept_plan_count_change,
         ):
-            if outcome.ok:
-                yield dg.AssetMaterialization(
-                    asset_key=CITY_PLANS,
-                    partition=outcome.slug,
-                    metadata=_partition_metadata(outcome.metadata, comparepower.public_base_url),
-                )
+            if not outcome.ok:
+                continue
+            shown = _partition_metadata(outcome.metadata, comparepower.public_base_url)
+            if batched:  # written out in batches by one output once every city is done
+                context.add_asset_metadata(shown, asset_key=CITY_PLANS, partition_key=outcome.slug)
+                done[outcome.slug] = shown
+            else:
+                yield dg.AssetMaterialization(CITY_PLANS, partition=outcome.slug, metadata=shown)
+        if batched and totals.failed:  # an output would materialize the failed cities too
+            for slug, shown in done.items():
+                yield dg.AssetMaterialization(CITY_PLANS, partition=slug, metadata=shown)
+        elif batched:
+            yield dg.MaterializeResult(asset_key=CITY_PLANS)
         for duns, skipped in totals.skipped_plans.items():
             warnings.append(f"TDSP {duns}: skipped {len(skipped)} plan(s): {skipped[:5]}")
         warnings[:0] = totals.load.warnings() if totals.load else []
