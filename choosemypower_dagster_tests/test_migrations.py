@@ -15,7 +15,7 @@ from alembic.migration import MigrationContext
 from choosemypower_dagster.catalog.cities import load_catalog
 from choosemypower_dagster.cli.migrate import main as migrate_command
 from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
-from choosemypower_dagster.warehouse import migrate
+from choosemypower_dagster.warehouse import migrate, rollups
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster.warehouse.ids import new_object_id
 from choosemypower_dagster.warehouse.schema import metadata
@@ -27,6 +27,10 @@ from choosemypower_dagster_tests.conftest import (
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 VERSION_OPTS = {"version_table": migrate.VERSION_TABLE}
+
+
+def aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _engine(url: str) -> sa.Engine:
@@ -371,3 +375,41 @@ def test_a_warehouse_at_0005_keeps_its_cities_and_learns_their_public_power(ware
         "municipal",
     )
     assert named["source"].startswith("http")
+
+
+def test_a_warehouse_at_0007_learns_when_each_city_was_refreshed(warehouse_url):
+    """0008 starts `city_plan_sets` from the availability rows: each city's refresh time the
+    newest of its rows, its plan-set hash unknown (so the next refresh writes it once more);
+    the roll-ups read that time from it."""
+    older, newer = datetime(2026, 1, 4, 2, 0, tzinfo=UTC), NOW
+    rows = [
+        {"city_slug": "a-tx", "plan_id": new_object_id(), "refreshed_at": older},
+        {"city_slug": "a-tx", "plan_id": new_object_id(), "refreshed_at": newer},
+        {"city_slug": "b-tx", "plan_id": new_object_id(), "refreshed_at": older},
+    ]
+    engine = _engine(warehouse_url)
+    try:
+        with engine.begin() as conn:
+            migrate.command.upgrade(migrate.alembic_config(connection=conn), "0007")
+            _insert(conn, "city_plan_availability", [{**r, "tdsp_duns": "1"} for r in rows])
+        outcome = migrate.upgrade(engine)
+        assert (outcome.before, outcome.after) == ("0007", migrate.head_revision())
+        with engine.connect() as conn:
+            assert (
+                compare_metadata(MigrationContext.configure(conn, opts=VERSION_OPTS), metadata)
+                == []
+            )
+            found = {r.city_slug: r for r in conn.execute(sa.select(t.city_plan_sets))}
+            answers = conn.execute(sa.select(sa.func.count()).select_from(t.tdsp_answers))
+            assert answers.scalar() == 0
+            last = rollups.last_refreshed(conn)
+            assert len(conn.execute(sa.select(t.city_plan_availability)).all()) == 3
+    finally:
+        engine.dispose()
+    assert set(found) == {"a-tx", "b-tx"}
+    assert {slug: aware(r.refreshed_at) for slug, r in found.items()} == {
+        "a-tx": newer,
+        "b-tx": older,
+    }
+    assert all(r.plan_set_hash is None for r in found.values())
+    assert {slug: aware(when) for slug, when in last.items()} == {"a-tx": newer, "b-tx": older}

@@ -30,6 +30,7 @@ from choosemypower_dagster.comparepower.client import ComparePowerClient
 from choosemypower_dagster.lib.display import markdown_row
 from choosemypower_dagster.plans.source import CLOCK_SKEW_LIMIT, LoadResult, load_tdsp_plans
 from choosemypower_dagster.pricing.plan import PlanRecord
+from choosemypower_dagster.warehouse import plan_sets
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster.warehouse.writes import (
     TdspWrite,
@@ -69,6 +70,10 @@ class RefreshTotals:
     load: LoadResult | None = None
     writes: dict[str, TdspWrite] = field(default_factory=dict)
     refreshed: int = 0
+    #: Refreshed cities whose plan set was the same as stored: checked, not rewritten.
+    unchanged: int = 0
+    #: TDSPs whose answer differed from the stored one, so their plans were written.
+    answers_written: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -177,12 +182,25 @@ def refresh_cities(
         )
 
     now = load.now  # the local clock, or the API's when they disagree (see plans.source)
+    with warehouse.begin() as conn:
+        stored_answers = plan_sets.stored_answer_hashes(conn)
+    answers: dict[str, str] = {}
     for duns, tdsp_plans in sorted(load.plans.items()):
+        # A plan's source is who produced it (api or sandbox), even when read from cache.
+        answers[duns] = plan_sets.answer_hash(tdsp_plans.plans, tdsp_plans.origin)
         with warehouse.begin() as conn:
-            # A plan's source is who produced it (api or sandbox), even when read from cache.
-            totals.writes[duns] = write_tdsp_plans(
-                conn, duns, tdsp_plans.plans, now, tdsp_plans.origin, retire_vanished=False
+            same = stored_answers.get(duns) == answers[duns]
+            ids = same and plan_sets.stored_plan_ids(
+                conn, duns, (p.external_id for p in tdsp_plans.plans)
             )
+            if ids:  # unchanged: nothing to write
+                totals.writes[duns] = TdspWrite(ids, 0, 0, len(ids), 0, 0)
+            else:
+                totals.writes[duns] = write_tdsp_plans(
+                    conn, duns, tdsp_plans.plans, now, tdsp_plans.origin, retire_vanished=False
+                )
+                plan_sets.store_answer_hash(conn, duns, answers[duns], now)
+                totals.answers_written.append(duns)
             redate_future_sightings(conn, duns, now, CLOCK_SKEW_LIMIT)
 
     names = tdsps_by_duns()
@@ -204,9 +222,14 @@ def refresh_cities(
             continue
         ready.append((target, [p for d in target.tdsp_duns for p in load.plans[d].plans]))
 
+    with warehouse.begin() as conn:
+        stored_sets = plan_sets.stored_plan_set_hashes(conn, [c.slug for c, _ in ready])
     shared: dict[tuple[str, ...], dict[str, Any]] = {}
     for start in range(0, len(ready), CITIES_PER_TRANSACTION):
         batch = ready[start : start + CITIES_PER_TRANSACTION]
+        hashes = {c.slug: plan_sets.plan_set_hash(answers, c.tdsp_duns) for c, _ in batch}
+        # Unchanged means unwritten: only a city whose plan set differs gets its rows rewritten.
+        changed = [(c, plans) for c, plans in batch if hashes[c.slug] != stored_sets.get(c.slug)]
         try:
             with warehouse.begin() as conn:
                 replace_city_availability(
@@ -216,16 +239,18 @@ def refresh_cities(
                             (totals.writes[p.tdsp_duns].plan_ids[p.external_id], p.tdsp_duns)
                             for p in plans
                         ]
-                        for target, plans in batch
+                        for target, plans in changed
                     },
                     now,
                 )
+                plan_sets.record_city_checks(conn, hashes, (c.slug for c, _ in changed), now)
         except SQLAlchemyError as exc:
             reason = f"warehouse write failed: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
             for target, _ in batch:
                 totals.failed[target.slug] = reason
                 yield CityOutcome(target.slug, False, reason)
             continue
+        totals.unchanged += len(batch) - len(changed)
         for target, plans in batch:
             totals.refreshed += 1
             figures = shared.get(target.tdsp_duns)

@@ -64,11 +64,21 @@ def active_city_plans(conn: sa.Connection) -> pd.DataFrame:
     return pairs.merge(plans, on="plan_id", how="inner")
 
 
+def stored_rows(conn: sa.Connection, table: sa.Table) -> pd.DataFrame:
+    """A roll-up table as stored (what the last roll-up wrote), for its metadata."""
+    return frame(conn.execute(sa.select(table)), [c.name for c in table.columns])
+
+
 def last_refreshed(conn: sa.Connection) -> pd.Series:
-    """When each city's plans were last refreshed (one aggregate row per city)."""
-    a = t.city_plan_availability.c
+    """When each city's plans were last refreshed: its `city_plan_sets` row (changed or found
+    the same), else the newest of its availability rows (rows written by other paths)."""
+    a, checked = t.city_plan_availability.c, t.city_plan_sets.c
+    known = sa.select(checked.city_slug)
     rows = conn.execute(
-        sa.select(a.city_slug, sa.func.max(a.refreshed_at)).group_by(a.city_slug)
+        sa.select(a.city_slug, sa.func.max(a.refreshed_at))
+        .where(a.city_slug.not_in(known))
+        .group_by(a.city_slug)
+        .union_all(sa.select(checked.city_slug, checked.refreshed_at))
     ).all()
     return pd.Series({slug: when for slug, when in rows}, name="plans_refreshed_at", dtype=object)
 

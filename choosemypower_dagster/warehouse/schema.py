@@ -222,13 +222,48 @@ city_plan_availability = sa.Table(
         index=True,
         doc="the plan (electricity_plans.id)",
     ),
-    sa.Column("refreshed_at", TS, nullable=False, doc="when the city's plans were last refreshed"),
+    sa.Column(
+        "refreshed_at",
+        TS,
+        nullable=False,
+        doc="when the city's plans were last written (a refresh that found them unchanged "
+        "leaves them: city_plan_sets.refreshed_at is when they were last checked)",
+    ),
     sa.Column(
         "tdsp_duns",
         sa.String(13),
         nullable=False,
         doc="the TDSP the plan comes from (a home buys from its ZIP's TDSP)",
     ),
+)
+
+# Unchanged means unwritten (migration 0008): the hash of each TDSP's last written answer and
+# of each city's plan set, so a refresh that finds them the same skips their writes and
+# roll-ups, yet records that each city was checked, and when.
+tdsp_answers = sa.Table(
+    "tdsp_answers",
+    metadata,
+    sa.Column("tdsp_duns", sa.String(13), primary_key=True),
+    sa.Column("answer_hash", sa.String(64), nullable=False),  # of the parsed plans as stored
+    sa.Column("written_at", TS, nullable=False),  # when its plans were last written
+)
+
+city_plan_sets = sa.Table(
+    "city_plan_sets",
+    metadata,
+    sa.Column("city_slug", sa.String(96), primary_key=True),
+    sa.Column("plan_set_hash", sa.String(64)),  # NULL: written before 0008, unknown
+    sa.Column("refreshed_at", TS, nullable=False),  # when its plans were last refreshed
+    sa.Column("changed_at", TS),  # when its availability was last written
+)
+
+# The inputs each roll-up was last computed from: the same inputs, the same figures.
+rollup_inputs = sa.Table(
+    "rollup_inputs",
+    metadata,
+    sa.Column("rollup", sa.String(32), primary_key=True),  # city_summaries, providers
+    sa.Column("inputs_hash", sa.String(64), nullable=False),
+    sa.Column("computed_at", TS, nullable=False),
 )
 
 

@@ -36,6 +36,9 @@ STAMPS = {
     "city_summaries": {"computed_at", "plans_refreshed_at"},
     "city_tdsp_summaries": {"computed_at"},
     "api_response_cache": {"fetched_at"},
+    "city_plan_sets": {"refreshed_at", "changed_at"},
+    "tdsp_answers": {"written_at"},
+    "rollup_inputs": {"computed_at"},
 }
 
 

@@ -1,13 +1,18 @@
 """One TDSP failing: exactly the cities it serves fail, two-TDSP cities included (the rule in
 `plans_refresh`'s docstring), and every failed city keeps its previous rows."""
 
+from typing import Any
+
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 
 from choosemypower_dagster.catalog.keys import city_keys_by_tier
 from choosemypower_dagster.catalog.tdsps import tdsps_by_duns
+from choosemypower_dagster.defs.resources import WarehouseResource
 from choosemypower_dagster.plans import fanout as plans_refresh
 from choosemypower_dagster.sandbox import SandboxServer
+from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster_tests.conftest import materialize_catalog, materialize_cities
 from choosemypower_dagster_tests.reliability.support import (
     availability,
@@ -28,6 +33,13 @@ def _two_tdsp_city(slugs: list[str]) -> str:
     return "pearland-tx" if "pearland-tx" in two else two[0]
 
 
+def _last_checked(warehouse: WarehouseResource) -> dict[str, Any]:
+    """City slug -> when its plans were last refreshed (changed or found the same)."""
+    c = t.city_plan_sets.c
+    with warehouse.begin() as conn:
+        return dict(conn.execute(sa.select(c.city_slug, c.refreshed_at)).all())
+
+
 def test_one_failing_tdsp_fails_exactly_its_cities_and_keeps_their_rows(
     resources, sandbox: SandboxServer
 ):
@@ -44,6 +56,7 @@ def test_one_failing_tdsp_fails_exactly_its_cities_and_keeps_their_rows(
     assert materialize_catalog(resources, instance, ("tier1", "tier1")).success
     assert materialize_cities(resources, instance, tier1[0], tier1[-1]).success
     before = availability(warehouse)
+    checked_before = _last_checked(warehouse)
     # The pair city's previous data holds plans of both of its TDSPs.
     assert set(before[pair_city]) == served_plan_ids(warehouse, sandbox, table[pair_city])
 
@@ -65,4 +78,7 @@ def test_one_failing_tdsp_fails_exactly_its_cities_and_keeps_their_rows(
     # The pair city still publishes both TDSPs' previous plans, never half of them.
     assert set(after[pair_city]) == set(before[pair_city])
     healthy = next(s for s in tier1 if table[s] == (other,))
-    assert min(after[healthy].values()) > max(before[healthy].values())
+    # A healthy city, its TDSP's answer the same: checked now, its rows left as they were.
+    assert after[healthy] == before[healthy]
+    assert _last_checked(warehouse)[healthy] > checked_before[healthy]
+    assert _last_checked(warehouse)[pair_city] == checked_before[pair_city]

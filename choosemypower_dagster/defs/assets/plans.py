@@ -9,6 +9,7 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
+from dagster._core.instance.utils import _is_batch_writing_enabled
 from pydantic import Field
 
 from choosemypower_dagster.catalog.tdsps import tdsps_by_duns
@@ -46,7 +47,7 @@ from choosemypower_dagster.defs.resources import WarehouseResource
 from choosemypower_dagster.lib.display import cents, markdown_table
 from choosemypower_dagster.plans.fanout import RefreshTotals, refresh_cities
 from choosemypower_dagster.settings import CACHE_TTL_MINUTES, MINUTES_PER_YEAR
-from choosemypower_dagster.warehouse import rollups, schema, tdsp_rollups
+from choosemypower_dagster.warehouse import plan_sets, rollups, schema, tdsp_rollups
 from choosemypower_dagster.warehouse.refresh_log import write_refresh_log
 from choosemypower_dagster.warehouse.stats import row_count, tdsp_plan_figures
 
@@ -141,12 +142,22 @@ def _summaries_result(
 ) -> tuple[dg.MaterializeResult, pd.DataFrame]:
     """The summaries' materialization, with the run's and each TDSP's figures the UI plots,
     and the city plans they were computed from."""
+    plans: pd.DataFrame | None = None
     with warehouse.begin() as conn:
-        plans = rollups.active_city_plans(conn)  # read once for both roll-ups
-        frame = rollups.compute_city_summaries(conn, now, plans)
-        written = rollups.write_city_summaries(conn, frame)
-        by_tdsp = tdsp_rollups.compute_city_tdsp_summaries(conn, now, frame, plans)
-        tdsp_rows = tdsp_rollups.write_city_tdsp_summaries(conn, by_tdsp)
+        inputs = plan_sets.rollup_inputs_hash(conn)
+        recomputed = not plan_sets.rollup_current(conn, CITY_SUMMARIES.path[-1], inputs)
+        if recomputed:
+            plans = rollups.active_city_plans(conn)  # read once for both roll-ups
+            frame = rollups.compute_city_summaries(conn, now, plans)
+            written = rollups.write_city_summaries(conn, frame)
+            by_tdsp = tdsp_rollups.compute_city_tdsp_summaries(conn, now, frame, plans)
+            tdsp_rows = tdsp_rollups.write_city_tdsp_summaries(conn, by_tdsp)
+            plan_sets.store_rollup_inputs(conn, CITY_SUMMARIES.path[-1], inputs, now)
+        else:  # the same inputs: only the refresh times move
+            plan_sets.stamp_summaries_refreshed(conn)
+            written = tdsp_rows = 0
+            frame = rollups.stored_rows(conn, schema.city_summaries)
+            by_tdsp = rollups.stored_rows(conn, schema.city_tdsp_summaries)
         rows_now = row_count(conn, schema.city_summaries)
         per_tdsp = tdsp_plan_figures(conn)
     covered = frame[frame["plan_count"] > 0]
@@ -167,8 +178,9 @@ def _summaries_result(
         metadata={
             **row_counts(rows_now),
             "rows_written": int(written),
+            "recomputed": recomputed,
             "cities_with_plans": int(len(covered)),
-            "cities_without_plans": int(written - len(covered)),
+            "cities_without_plans": int(len(frame) - len(covered)),
             # over the per-TDSP rows: a multi-TDSP city's row has no cheapest figures
             "cheapest_rate_1000_cents": cents(by_tdsp["rate_1000_min"].min()),
             "cheapest_typical_year_cents": cents(by_tdsp["cheapest_typical_rate"].min()),
@@ -209,10 +221,16 @@ def _providers_result(
     warehouse: WarehouseResource, now: datetime, city_plans: pd.DataFrame | None
 ) -> dg.MaterializeResult:
     with warehouse.begin() as conn:
-        stats = rollups.compute_providers(conn, city_plans)
-        written = rollups.write_providers(conn, stats, now)
+        inputs = plan_sets.rollup_inputs_hash(conn)
+        recomputed = not plan_sets.rollup_current(conn, PROVIDERS.path[-1], inputs)
+        if recomputed:
+            stats = rollups.compute_providers(conn, city_plans)
+            written = rollups.write_providers(conn, stats, now)
+            plan_sets.store_rollup_inputs(conn, PROVIDERS.path[-1], inputs, now)
+        else:  # the same inputs, the same figures
+            stats, written = rollups.stored_rows(conn, schema.providers), 0
         rows_now = row_count(conn, schema.providers)
-    active = stats[stats["active"]].sort_values("plan_count", ascending=False)
+    active = stats[stats["active"].astype(bool)].sort_values("plan_count", ascending=False)
     rows = [
         {
             "provider": r["name"],
@@ -227,8 +245,9 @@ def _providers_result(
         metadata={
             **row_counts(rows_now),
             "rows_written": written,
+            "recomputed": recomputed,
             "active_providers": int(len(active)),
-            "inactive_providers": int(written - len(active)),
+            "inactive_providers": int(len(stats) - len(active)),
             "preview": md(
                 markdown_table(rows, ["provider", "plans", "cities", "statewide cheapest ¢"])
             ),
@@ -293,9 +312,10 @@ def refresh_city_plans(
 ) -> Iterator[dg.AssetMaterialization | dg.MaterializeResult | dg.AssetCheckResult]:
     """Fetch each TDSP's plans once, fan them out to its cities, roll up, then check.
 
-    Every finished city is materialized as it commits; failed cities keep their previous
-    rows. The roll-ups and the checks run in any case, on what was written; only then are
-    the failed cities named, by failing the step, so 'backfill failed' re-runs exactly them.
+    Every finished city is materialized as it commits (with event batching on, at the end
+    of the step); failed cities keep their previous rows. The roll-ups and the checks run in
+    any case, on what was written; only then are the failed cities named, by failing the
+    step, so 'backfill failed' re-runs exactly them.
     """
     started = time.monotonic()
     started_at = datetime.now(UTC)
@@ -309,6 +329,11 @@ def refresh_city_plans(
     totals = RefreshTotals()
     warnings: list[str] = []
     slugs: list[str] = list(context.partition_keys) if CITY_PLANS in selected else []
+    # With Dagster's event batching on (DAGSTER_EVENT_BATCH_SIZE, docs/production.md) the
+    # cities are materialized by one output, whose per-partition events are stored in batches
+    # (on PostgreSQL one INSERT per batch instead of two connections per city); otherwise
+    # each city is materialized as it commits.
+    batched, done = _is_batch_writing_enabled(), dict[str, dict[str, Any]]()
     if slugs:
         context.log.info(f"refreshing {len(slugs)} cities ({slugs[0]} .. {slugs[-1]})")
         for outcome in refresh_cities(
@@ -321,12 +346,19 @@ def refresh_city_plans(
             context.log,
             config.accept_plan_count_change,
         ):
-            if outcome.ok:
-                yield dg.AssetMaterialization(
-                    asset_key=CITY_PLANS,
-                    partition=outcome.slug,
-                    metadata=_partition_metadata(outcome.metadata, comparepower.public_base_url),
-                )
+            if not outcome.ok:
+                continue
+            shown = _partition_metadata(outcome.metadata, comparepower.public_base_url)
+            if batched:  # written out in batches by one output once every city is done
+                context.add_asset_metadata(shown, asset_key=CITY_PLANS, partition_key=outcome.slug)
+                done[outcome.slug] = shown
+            else:
+                yield dg.AssetMaterialization(CITY_PLANS, partition=outcome.slug, metadata=shown)
+        if batched and totals.failed:  # an output would materialize the failed cities too
+            for slug, shown in done.items():
+                yield dg.AssetMaterialization(CITY_PLANS, partition=slug, metadata=shown)
+        elif batched:
+            yield dg.MaterializeResult(asset_key=CITY_PLANS)
         for duns, skipped in totals.skipped_plans.items():
             warnings.append(f"TDSP {duns}: skipped {len(skipped)} plan(s): {skipped[:5]}")
         warnings[:0] = totals.load.warnings() if totals.load else []
