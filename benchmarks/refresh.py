@@ -78,7 +78,7 @@ def _child_floor(dg: Any) -> dict[str, Any]:
     )
 
     from choosemypower_dagster.catalog.keys import city_keys
-    from choosemypower_dagster.defs.partitions import city_partitions
+    from choosemypower_dagster.orchestration.partitions import city_partitions
 
     @dg.asset(
         partitions_def=city_partitions,

@@ -25,9 +25,9 @@ from dagster._core.storage.tags import (
 from choosemypower_dagster.catalog.cities import City
 from choosemypower_dagster.comparepower import pacing as throttle
 from choosemypower_dagster.comparepower.client import ComparePowerClient
-from choosemypower_dagster.defs.assets.plans import refresh_city_plans
-from choosemypower_dagster.defs.assets.reference import tdsp_territories, texas_cities
-from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
+from choosemypower_dagster.orchestration.assets.plans import refresh_city_plans
+from choosemypower_dagster.orchestration.assets.reference import tdsp_territories, texas_cities
+from choosemypower_dagster.orchestration.resources import CityCatalogResource, WarehouseResource
 from choosemypower_dagster.sandbox import SandboxConfig, SandboxServer
 from choosemypower_dagster.settings import EXPORT_DIR
 from choosemypower_dagster.warehouse.engine import dispose_engines

@@ -34,7 +34,7 @@ import dagster as dg
 from choosemypower_dagster.catalog.cities import load_catalog
 from choosemypower_dagster.catalog.keys import city_keys_by_tier
 from choosemypower_dagster.comparepower.client import ComparePowerClient
-from choosemypower_dagster.defs.operator_checks import retry_queue
+from choosemypower_dagster.orchestration.operator_checks import retry_queue
 from choosemypower_dagster.sandbox import SandboxConfig, SandboxServer
 from choosemypower_dagster_tests.test_webserver import (
     BIN,

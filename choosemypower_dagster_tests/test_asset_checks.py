@@ -18,11 +18,11 @@ import sqlalchemy as sa
 from choosemypower_dagster.catalog.keys import city_keys, city_keys_by_tier
 from choosemypower_dagster.checks.integrity import plan_id_snapshots
 from choosemypower_dagster.comparepower.client import ComparePowerClient
-from choosemypower_dagster.defs import checks as ac
-from choosemypower_dagster.defs.checks import ASSET_CHECKS
-from choosemypower_dagster.defs.jobs import CITY_JOB, city_refresh
-from choosemypower_dagster.defs.keys import CITY_SUMMARIES, PROVIDERS
-from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
+from choosemypower_dagster.orchestration import checks as ac
+from choosemypower_dagster.orchestration.checks import ASSET_CHECKS
+from choosemypower_dagster.orchestration.jobs import CITY_JOB, city_refresh
+from choosemypower_dagster.orchestration.keys import CITY_SUMMARIES, PROVIDERS
+from choosemypower_dagster.orchestration.resources import CityCatalogResource, WarehouseResource
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster.warehouse.ids import new_object_id
 from choosemypower_dagster_tests.conftest import (

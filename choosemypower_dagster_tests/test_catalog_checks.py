@@ -19,7 +19,7 @@ from choosemypower_dagster.checks.catalog import (
     check_tdsps_from_standard_zips,
     check_tier1_public_power,
 )
-from choosemypower_dagster.defs.assets.reference import (
+from choosemypower_dagster.orchestration.assets.reference import (
     COMPETITIVE_STANDARD_ZIP,
     PARTIAL_COVERAGE,
     PUBLIC_POWER_NOT_FULL,
@@ -29,7 +29,7 @@ from choosemypower_dagster.defs.assets.reference import (
     tdsp_territories,
     texas_cities,
 )
-from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
+from choosemypower_dagster.orchestration.resources import CityCatalogResource, WarehouseResource
 from choosemypower_dagster_tests.conftest import range_tags
 
 X, Y = "100000001", "100000002"  # hand-made DUNS: these tests never reach the TDSP table

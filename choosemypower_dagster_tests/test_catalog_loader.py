@@ -23,7 +23,7 @@ from choosemypower_dagster.catalog.cities import (
 from choosemypower_dagster.catalog.keys import city_keys, city_keys_by_tier, tier_of_city
 from choosemypower_dagster.catalog.tdsps import load_tdsps
 from choosemypower_dagster.catalog.tiers import TIERS
-from choosemypower_dagster.defs.partitions import (
+from choosemypower_dagster.orchestration.partitions import (
     city_partitions,
     contiguous_ranges,
     tier_key_range,

@@ -19,9 +19,9 @@ import sqlalchemy as sa
 from choosemypower_dagster.catalog.cities import City, load_catalog, packaged_catalog_path
 from choosemypower_dagster.catalog.keys import city_keys
 from choosemypower_dagster.catalog.tdsps import load_tdsps, tdsps_by_duns
-from choosemypower_dagster.defs.keys import CITY_PLANS, CITY_SUMMARIES, PROVIDERS
-from choosemypower_dagster.defs.partitions import city_partitions, contiguous_ranges
-from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
+from choosemypower_dagster.orchestration.keys import CITY_PLANS, CITY_SUMMARIES, PROVIDERS
+from choosemypower_dagster.orchestration.partitions import city_partitions, contiguous_ranges
+from choosemypower_dagster.orchestration.resources import CityCatalogResource, WarehouseResource
 from choosemypower_dagster.sandbox import SandboxConfig, SandboxServer
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster.warehouse.ids import object_id_problem

@@ -23,8 +23,8 @@ import sqlalchemy as sa
 from choosemypower_dagster.catalog.keys import city_keys_by_tier
 from choosemypower_dagster.catalog.tdsps import load_tdsps
 from choosemypower_dagster.comparepower.parsing import parse_plans
-from choosemypower_dagster.defs.keys import API_POOL, CITY_PLANS
-from choosemypower_dagster.defs.resources import WarehouseResource
+from choosemypower_dagster.orchestration.keys import API_POOL, CITY_PLANS
+from choosemypower_dagster.orchestration.resources import WarehouseResource
 from choosemypower_dagster.warehouse import rollups
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster.warehouse.writes import write_tdsp_plans

@@ -9,14 +9,14 @@ import dagster as dg
 
 from choosemypower_dagster.catalog.keys import city_keys
 from choosemypower_dagster.definitions import defs
-from choosemypower_dagster.defs.keys import (
+from choosemypower_dagster.orchestration.keys import (
     CITY_PLANS,
     CITY_SUMMARIES,
     PROVIDERS,
     TDSP_TERRITORIES,
     TEXAS_CITIES,
 )
-from choosemypower_dagster.defs.partitions import tier_key_range
+from choosemypower_dagster.orchestration.partitions import tier_key_range
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DAGSTER_CLI = Path(sys.executable).with_name("dagster")

@@ -24,7 +24,7 @@ import choosemypower_dagster
 from choosemypower_dagster.definitions import defs
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-FOLDER = "defs"
+FOLDER = "orchestration"
 DAGSTER_OBJECTS = (
     dg.AssetsDefinition,
     dg.AssetChecksDefinition,
@@ -60,6 +60,10 @@ def test_every_object_made_in_the_folder_is_in_the_definitions() -> None:
     missing = sorted({where for where, obj in made_in_folder() if id(obj) not in ids})
     assert missing == []
     assert len({id(obj) for _, obj in made_in_folder()}) >= 20  # the walk found the objects
+
+
+def test_no_folder_promises_autoloading() -> None:
+    assert not (PROJECT_ROOT / "choosemypower_dagster" / "defs").exists()
 
 
 def test_dg_loads_the_assembled_module() -> None:

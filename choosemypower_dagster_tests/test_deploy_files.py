@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from choosemypower_dagster.defs.keys import API_POOL
+from choosemypower_dagster.orchestration.keys import API_POOL
 from choosemypower_dagster.settings import EXPORT_DIR
 from choosemypower_dagster_tests.conftest import PROJECT_ROOT
 

@@ -25,8 +25,11 @@ from choosemypower_dagster.checks.headlines import (
     ProviderFigures,
     check_provider_tdsp_spread,
 )
-from choosemypower_dagster.defs.checks import HEADLINES_USAGE_SENSITIVE, PROVIDERS_DIFFER_BY_TDSP
-from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
+from choosemypower_dagster.orchestration.checks import (
+    HEADLINES_USAGE_SENSITIVE,
+    PROVIDERS_DIFFER_BY_TDSP,
+)
+from choosemypower_dagster.orchestration.resources import CityCatalogResource, WarehouseResource
 from choosemypower_dagster.pricing.components import (
     OPEN_RANGE_KWH,
     USAGE_SWING_THRESHOLD_CENTS,

@@ -12,10 +12,10 @@ from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
 )
 
 from choosemypower_dagster.catalog.keys import city_keys
-from choosemypower_dagster.defs.assets.plans import refresh_city_plans
-from choosemypower_dagster.defs.keys import API_POOL
-from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
-from choosemypower_dagster.defs.tags import RANGE_END_TAG, RANGE_START_TAG, TRIGGER_TAG
+from choosemypower_dagster.orchestration.assets.plans import refresh_city_plans
+from choosemypower_dagster.orchestration.keys import API_POOL
+from choosemypower_dagster.orchestration.resources import CityCatalogResource, WarehouseResource
+from choosemypower_dagster.orchestration.tags import RANGE_END_TAG, RANGE_START_TAG, TRIGGER_TAG
 from choosemypower_dagster.settings import API_URL, DATABASE_URL
 from choosemypower_dagster_tests.conftest import (
     ALL_ASSETS,

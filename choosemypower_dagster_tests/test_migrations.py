@@ -14,7 +14,7 @@ from alembic.migration import MigrationContext
 
 from choosemypower_dagster.catalog.cities import load_catalog
 from choosemypower_dagster.cli.migrate import main as migrate_command
-from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
+from choosemypower_dagster.orchestration.resources import CityCatalogResource, WarehouseResource
 from choosemypower_dagster.warehouse import migrate, rollups
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster.warehouse.ids import new_object_id

@@ -13,18 +13,22 @@ import pytest
 
 from choosemypower_dagster.catalog.keys import city_keys, city_keys_by_tier
 from choosemypower_dagster.checks.staleness import staleness_outcome
-from choosemypower_dagster.defs.jobs import city_refresh, health_checks
-from choosemypower_dagster.defs.keys import CITY_PLANS, REFRESH_HEALTH_CHECK, STALE_CITIES_CHECK
-from choosemypower_dagster.defs.operator_checks import (
+from choosemypower_dagster.orchestration.jobs import city_refresh, health_checks
+from choosemypower_dagster.orchestration.keys import (
+    CITY_PLANS,
+    REFRESH_HEALTH_CHECK,
+    STALE_CITIES_CHECK,
+)
+from choosemypower_dagster.orchestration.operator_checks import (
     latest_materialization_times,
     refresh_status,
 )
-from choosemypower_dagster.defs.resources import WarehouseResource
-from choosemypower_dagster.defs.sensors.health_after_refresh import (
+from choosemypower_dagster.orchestration.resources import WarehouseResource
+from choosemypower_dagster.orchestration.sensors.health_after_refresh import (
     health_checks_after_failed_refresh,
     health_checks_after_refresh,
 )
-from choosemypower_dagster.defs.tags import BACKFILL_TAG, TIERS_TAG, TRIGGER_TAG
+from choosemypower_dagster.orchestration.tags import BACKFILL_TAG, TIERS_TAG, TRIGGER_TAG
 from choosemypower_dagster.warehouse.refresh_log import write_refresh_log
 from choosemypower_dagster_tests.conftest import (
     ALL_ASSETS,

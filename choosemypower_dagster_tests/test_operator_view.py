@@ -15,7 +15,7 @@ import pytest
 from choosemypower_dagster.catalog.cities import load_catalog
 from choosemypower_dagster.catalog.keys import city_keys, city_keys_by_tier
 from choosemypower_dagster.catalog.tdsps import tdsps_by_duns
-from choosemypower_dagster.defs.metadata import figure_label
+from choosemypower_dagster.orchestration.metadata import figure_label
 from choosemypower_dagster.sandbox import SandboxServer
 from choosemypower_dagster_tests.test_webserver import (
     PROJECT_ROOT,

@@ -22,15 +22,20 @@ from choosemypower_dagster.catalog.cities import load_catalog
 from choosemypower_dagster.catalog.keys import city_keys, city_keys_by_tier
 from choosemypower_dagster.comparepower import pacing as throttle
 from choosemypower_dagster.comparepower.client import ComparePowerClient
-from choosemypower_dagster.defs import checks as ac
-from choosemypower_dagster.defs.keys import CITY_PLANS, CITY_SUMMARIES, PROVIDERS, SITE_EXPORT
-from choosemypower_dagster.defs.partitions import tier_key_range, tier_spans
-from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
-from choosemypower_dagster.defs.sensors.retry_failed_cities import (
+from choosemypower_dagster.orchestration import checks as ac
+from choosemypower_dagster.orchestration.keys import (
+    CITY_PLANS,
+    CITY_SUMMARIES,
+    PROVIDERS,
+    SITE_EXPORT,
+)
+from choosemypower_dagster.orchestration.partitions import tier_key_range, tier_spans
+from choosemypower_dagster.orchestration.resources import CityCatalogResource, WarehouseResource
+from choosemypower_dagster.orchestration.sensors.retry_failed_cities import (
     RETRY_SELECTION,
     build_retry_sensor,
 )
-from choosemypower_dagster.defs.tags import RANGE_END_TAG, RANGE_START_TAG
+from choosemypower_dagster.orchestration.tags import RANGE_END_TAG, RANGE_START_TAG
 from choosemypower_dagster.plans.source import load_tdsp_plans
 from choosemypower_dagster.sandbox import SandboxServer
 from choosemypower_dagster.warehouse.refresh_log import write_refresh_log

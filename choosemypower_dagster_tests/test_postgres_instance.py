@@ -20,9 +20,9 @@ from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, Postgr
 from choosemypower_dagster.catalog.keys import city_keys_by_tier
 from choosemypower_dagster.catalog.tdsps import load_tdsps
 from choosemypower_dagster.comparepower import pacing as throttle
-from choosemypower_dagster.defs.keys import CITY_PLANS
-from choosemypower_dagster.defs.partitions import city_partitions, tier_key_range
-from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
+from choosemypower_dagster.orchestration.keys import CITY_PLANS
+from choosemypower_dagster.orchestration.partitions import city_partitions, tier_key_range
+from choosemypower_dagster.orchestration.resources import CityCatalogResource, WarehouseResource
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster.warehouse.migrate import current_revision, head_revision
 from choosemypower_dagster_tests.conftest import (

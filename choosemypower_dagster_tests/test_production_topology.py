@@ -42,10 +42,10 @@ from dagster._core.storage.tags import PARENT_RUN_ID_TAG
 
 from choosemypower_dagster.catalog.keys import city_keys
 from choosemypower_dagster.catalog.tiers import TIERS
-from choosemypower_dagster.defs.jobs import CITY_JOB, REFERENCE_JOB
-from choosemypower_dagster.defs.keys import API_POOL
-from choosemypower_dagster.defs.resources import WarehouseResource
-from choosemypower_dagster.defs.tags import city_range_tags, tier_range_tags
+from choosemypower_dagster.orchestration.jobs import CITY_JOB, REFERENCE_JOB
+from choosemypower_dagster.orchestration.keys import API_POOL
+from choosemypower_dagster.orchestration.resources import WarehouseResource
+from choosemypower_dagster.orchestration.tags import city_range_tags, tier_range_tags
 from choosemypower_dagster.sandbox import SandboxServer
 from choosemypower_dagster.settings import DATABASE_URL, EXPORT_DIR
 from choosemypower_dagster.site.publish import current_export

@@ -16,9 +16,9 @@ import sqlalchemy as sa
 
 from choosemypower_dagster.catalog.cities import City, load_catalog, packaged_catalog_path
 from choosemypower_dagster.catalog.tdsps import load_tdsps, tdsps_by_duns
-from choosemypower_dagster.defs.assets.reference import tdsp_territories, texas_cities
-from choosemypower_dagster.defs.keys import TDSP_TERRITORIES, TEXAS_CITIES
-from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
+from choosemypower_dagster.orchestration.assets.reference import tdsp_territories, texas_cities
+from choosemypower_dagster.orchestration.keys import TDSP_TERRITORIES, TEXAS_CITIES
+from choosemypower_dagster.orchestration.resources import CityCatalogResource, WarehouseResource
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster_tests.conftest import (
     range_tags,

@@ -11,7 +11,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from choosemypower_dagster.catalog.cities import City, load_catalog, packaged_catalog_path
-from choosemypower_dagster.defs.resources import WarehouseResource
+from choosemypower_dagster.orchestration.resources import WarehouseResource
 from choosemypower_dagster.sandbox import SandboxServer
 from choosemypower_dagster.warehouse import schema as t
 

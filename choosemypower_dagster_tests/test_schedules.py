@@ -9,11 +9,11 @@ import sqlalchemy as sa
 
 from choosemypower_dagster.catalog.keys import city_keys
 from choosemypower_dagster.catalog.tiers import TIERS
-from choosemypower_dagster.defs.jobs import warehouse_maintenance
-from choosemypower_dagster.defs.partitions import tier_key_range
-from choosemypower_dagster.defs.resources import WarehouseResource
-from choosemypower_dagster.defs.schedules import SCHEDULES
-from choosemypower_dagster.defs.tags import (
+from choosemypower_dagster.orchestration.jobs import warehouse_maintenance
+from choosemypower_dagster.orchestration.partitions import tier_key_range
+from choosemypower_dagster.orchestration.resources import WarehouseResource
+from choosemypower_dagster.orchestration.schedules import SCHEDULES
+from choosemypower_dagster.orchestration.tags import (
     RANGE_END_TAG,
     RANGE_START_TAG,
     TIERS_TAG,

@@ -23,17 +23,20 @@ from choosemypower_dagster.catalog.cities import (
 )
 from choosemypower_dagster.catalog.keys import city_keys
 from choosemypower_dagster.comparepower import pacing as throttle
-from choosemypower_dagster.defs.jobs import city_refresh, reference_refresh
-from choosemypower_dagster.defs.partitions import tier_key_range
-from choosemypower_dagster.defs.resources import (
+from choosemypower_dagster.orchestration.jobs import city_refresh, reference_refresh
+from choosemypower_dagster.orchestration.partitions import tier_key_range
+from choosemypower_dagster.orchestration.resources import (
     AlertsResource,
     CityCatalogResource,
     WarehouseResource,
 )
-from choosemypower_dagster.defs.sensors.catalog_changed import build_catalog_sensor
-from choosemypower_dagster.defs.sensors.failed_runs import check_incidents, report_failed_runs
-from choosemypower_dagster.defs.sensors.retry_failed_cities import build_retry_sensor
-from choosemypower_dagster.defs.tags import (
+from choosemypower_dagster.orchestration.sensors.catalog_changed import build_catalog_sensor
+from choosemypower_dagster.orchestration.sensors.failed_runs import (
+    check_incidents,
+    report_failed_runs,
+)
+from choosemypower_dagster.orchestration.sensors.retry_failed_cities import build_retry_sensor
+from choosemypower_dagster.orchestration.tags import (
     ALERT_TAG,
     CATALOG_CHANGE_TAG,
     RANGE_END_TAG,
@@ -415,7 +418,7 @@ def test_an_undelivered_incident_alert_is_sent_again_as_it_was(
     the same incident alert, once the webhook takes it."""
     from datetime import UTC, datetime
 
-    from choosemypower_dagster.defs.sensors.failed_runs import retry_pending_alerts
+    from choosemypower_dagster.orchestration.sensors.failed_runs import retry_pending_alerts
 
     url, recorder = webhook
     monkeypatch.setenv(ALERT_WEBHOOK_URL.name, url)

@@ -18,10 +18,10 @@ from choosemypower_dagster.catalog.cities import load_catalog
 from choosemypower_dagster.catalog.keys import city_keys
 from choosemypower_dagster.catalog.public_power import load_public_power
 from choosemypower_dagster.catalog.tdsps import load_tdsps
-from choosemypower_dagster.defs.assets.export import site_export
-from choosemypower_dagster.defs.assets.plans import refresh_city_plans
-from choosemypower_dagster.defs.assets.reference import tdsp_territories, texas_cities
-from choosemypower_dagster.defs.jobs import city_refresh, reference_refresh
+from choosemypower_dagster.orchestration.assets.export import site_export
+from choosemypower_dagster.orchestration.assets.plans import refresh_city_plans
+from choosemypower_dagster.orchestration.assets.reference import tdsp_territories, texas_cities
+from choosemypower_dagster.orchestration.jobs import city_refresh, reference_refresh
 from choosemypower_dagster.pricing.profile import load_profile
 from choosemypower_dagster.settings import EXPORT_DIR
 from choosemypower_dagster.site import publish as publish_module

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from choosemypower_dagster.catalog.cities import load_catalog
 from choosemypower_dagster.catalog.keys import city_keys
-from choosemypower_dagster.defs.keys import CITY_PLANS, CITY_SUMMARIES, PROVIDERS
+from choosemypower_dagster.orchestration.keys import CITY_PLANS, CITY_SUMMARIES, PROVIDERS
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster_tests.conftest import (
     every_tdsp_window,

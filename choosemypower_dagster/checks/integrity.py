@@ -66,7 +66,7 @@ def check_object_ids(plans: Sequence[PlanKey], now: datetime | None = None) -> O
     An id dated in the future was minted while a clock ran fast. It is still a unique,
     well-formed id that the site may already link to, so it is kept (ids never change) and
     reported; when that is the only finding, `future_dated_only` says so and the check
-    fails as a warning, never blocking the export (see `defs/checks.py`).
+    fails as a warning, never blocking the export (see `orchestration/checks.py`).
     """
     now = now or datetime.now(UTC)
     rows = [p.row(problem=why) for p in plans if (why := object_id_problem(p.id, now))]

@@ -7,7 +7,7 @@ import socket
 
 import dagster as dg
 
-from choosemypower_dagster.defs.tags import HOST_TAG, PID_TAG
+from choosemypower_dagster.orchestration.tags import HOST_TAG, PID_TAG
 
 
 def _process_alive(pid: int) -> bool:

@@ -14,7 +14,10 @@ from pathlib import Path
 
 #: Where a frame of the traceback says the error came from (a path fragment of its file).
 _INSTANCE_CODE = ("/dagster/_core/storage/", "/dagster/_core/instance/", "/dagster/_core/events/")
-_WAREHOUSE_CODE = ("/choosemypower_dagster/warehouse/", "/choosemypower_dagster/defs/resources.py")
+_WAREHOUSE_CODE = (
+    "/choosemypower_dagster/warehouse/",
+    "/choosemypower_dagster/orchestration/resources.py",
+)
 #: SQLAlchemy's pointer to its docs, appended to every error it raises: noise in one line.
 _BACKGROUND = re.compile(r"\s*\(Background on this error at: [^)]*\)")
 

@@ -40,7 +40,7 @@ from choosemypower_dagster.cli.report import (
     run_warnings,
 )
 from choosemypower_dagster.comparepower.errors import ApiConfigError
-from choosemypower_dagster.defs.tags import ALERT_TAG
+from choosemypower_dagster.orchestration.tags import ALERT_TAG
 from choosemypower_dagster.plans.plausibility import OVERRIDE_CONFIG, OVERRIDE_FLAG
 from choosemypower_dagster.settings import (
     CITY_CATALOG,
@@ -103,7 +103,7 @@ def open_instance(home: Path) -> dg.DagsterInstance:
 
 
 def _run_tags(start: str, end: str, tiers: Sequence[str], trigger: str) -> dict[str, str]:
-    from choosemypower_dagster.defs.tags import process_tags, range_tags
+    from choosemypower_dagster.orchestration.tags import process_tags, range_tags
 
     return {**range_tags(start, end, tiers, None, trigger), **process_tags()}
 
@@ -112,7 +112,7 @@ def export_follows(result: dg.ExecuteInProcessResult) -> bool:
     """Whether a city run rolled up but did not export (its plans step failed for some cities)
     while every blocking check it evaluated passed: then the export follows in a run of its own.
     """
-    from choosemypower_dagster.defs.keys import CITY_SUMMARIES, SITE_EXPORT
+    from choosemypower_dagster.orchestration.keys import CITY_SUMMARIES, SITE_EXPORT
 
     if not failed_cities(result):  # the export itself failed, or the run was interrupted:
         return False  # publishing anyway would override that failure (or the signal)
@@ -144,9 +144,9 @@ def run_refresh(
     from choosemypower_dagster.catalog.keys import city_keys_by_tier, tier_of_city
     from choosemypower_dagster.cli.abandoned_runs import recover_abandoned_runs
     from choosemypower_dagster.definitions import defs
-    from choosemypower_dagster.defs.jobs import CITY_JOB, PUBLISH_JOB, REFERENCE_JOB
-    from choosemypower_dagster.defs.partitions import contiguous_ranges, range_keys
-    from choosemypower_dagster.defs.tags import TIERS_TAG, process_tags, trigger_tags
+    from choosemypower_dagster.orchestration.jobs import CITY_JOB, PUBLISH_JOB, REFERENCE_JOB
+    from choosemypower_dagster.orchestration.partitions import contiguous_ranges, range_keys
+    from choosemypower_dagster.orchestration.tags import TIERS_TAG, process_tags, trigger_tags
 
     started = time.monotonic()
     warehouse = _resource("warehouse")
@@ -246,7 +246,7 @@ def alert_failed_runs(
     alerted too. Each delivery ends by the webhook's deadline, so a slow webhook never holds
     the command.
     """
-    from choosemypower_dagster.defs.sensors.failed_runs import (
+    from choosemypower_dagster.orchestration.sensors.failed_runs import (
         alert_failed_run,
         check_incidents,
         retry_pending_alerts,

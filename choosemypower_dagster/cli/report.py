@@ -11,8 +11,8 @@ import dagster as dg
 
 from choosemypower_dagster.alerts.webhook import Delivery
 from choosemypower_dagster.catalog.tdsps import tdsps_by_duns
-from choosemypower_dagster.defs.keys import REFRESH_WARNINGS, REJECTED_PLANS
 from choosemypower_dagster.lib.redact import strip_credentials, strip_url_credentials
+from choosemypower_dagster.orchestration.keys import REFRESH_WARNINGS, REJECTED_PLANS
 from choosemypower_dagster.settings import API_URL
 from choosemypower_dagster.site.publish import current_export
 from choosemypower_dagster.warehouse.refresh_log import RunTotals

@@ -18,13 +18,13 @@ import sqlalchemy as sa
 
 from choosemypower_dagster.catalog.cities import load_catalog
 from choosemypower_dagster.catalog.keys import city_keys
-from choosemypower_dagster.defs.assets.export import site_export
-from choosemypower_dagster.defs.assets.plans import refresh_city_plans
-from choosemypower_dagster.defs.assets.reference import tdsp_territories, texas_cities
-from choosemypower_dagster.defs.checks import ASSET_CHECKS
-from choosemypower_dagster.defs.jobs import city_refresh, reference_refresh
-from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
-from choosemypower_dagster.defs.tags import RANGE_END_TAG, RANGE_START_TAG
+from choosemypower_dagster.orchestration.assets.export import site_export
+from choosemypower_dagster.orchestration.assets.plans import refresh_city_plans
+from choosemypower_dagster.orchestration.assets.reference import tdsp_territories, texas_cities
+from choosemypower_dagster.orchestration.checks import ASSET_CHECKS
+from choosemypower_dagster.orchestration.jobs import city_refresh, reference_refresh
+from choosemypower_dagster.orchestration.resources import CityCatalogResource, WarehouseResource
+from choosemypower_dagster.orchestration.tags import RANGE_END_TAG, RANGE_START_TAG
 from choosemypower_dagster.sandbox import SandboxServer
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster_tests.conftest import fast_client

@@ -20,10 +20,17 @@ import dagster as dg
 import pytest
 
 from choosemypower_dagster.alerts import webhook
-from choosemypower_dagster.defs.jobs import PUBLISH_JOB
-from choosemypower_dagster.defs.resources import AlertsResource, WarehouseResource
-from choosemypower_dagster.defs.sensors.failed_runs import report_failed_runs, retry_pending_alerts
-from choosemypower_dagster.defs.tags import ALERT_ATTEMPTS_TAG, ALERT_RETRY_AT_TAG, ALERT_TAG
+from choosemypower_dagster.orchestration.jobs import PUBLISH_JOB
+from choosemypower_dagster.orchestration.resources import AlertsResource, WarehouseResource
+from choosemypower_dagster.orchestration.sensors.failed_runs import (
+    report_failed_runs,
+    retry_pending_alerts,
+)
+from choosemypower_dagster.orchestration.tags import (
+    ALERT_ATTEMPTS_TAG,
+    ALERT_RETRY_AT_TAG,
+    ALERT_TAG,
+)
 from choosemypower_dagster.settings import ALERT_WEBHOOK_URL
 from choosemypower_dagster_tests.reliability.support import (
     closed_port_url,

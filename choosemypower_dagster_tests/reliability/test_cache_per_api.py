@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from choosemypower_dagster.comparepower.parsing import parse_plans
-from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
+from choosemypower_dagster.orchestration.resources import CityCatalogResource, WarehouseResource
 from choosemypower_dagster.sandbox import SandboxServer
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster_tests.conftest import fast_client

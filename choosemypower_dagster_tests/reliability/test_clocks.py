@@ -15,11 +15,11 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-import choosemypower_dagster.defs.assets.plans as plans_asset
-import choosemypower_dagster.defs.checks as checks_module
+import choosemypower_dagster.orchestration.assets.plans as plans_asset
+import choosemypower_dagster.orchestration.checks as checks_module
 import choosemypower_dagster.plans.source as source_module
-from choosemypower_dagster.defs.checks import PLAN_IDS_VALID
-from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
+from choosemypower_dagster.orchestration.checks import PLAN_IDS_VALID
+from choosemypower_dagster.orchestration.resources import CityCatalogResource, WarehouseResource
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster.warehouse.ids import object_id_problem, object_id_time
 from choosemypower_dagster_tests.conftest import fast_client, range_tags

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from choosemypower_dagster.catalog.keys import city_keys
-from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
+from choosemypower_dagster.orchestration.resources import CityCatalogResource, WarehouseResource
 from choosemypower_dagster.sandbox import SandboxServer
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster_tests.conftest import (

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from choosemypower_dagster.defs.checks import PLAN_IDS_VALID
-from choosemypower_dagster.defs.resources import WarehouseResource
+from choosemypower_dagster.orchestration.checks import PLAN_IDS_VALID
+from choosemypower_dagster.orchestration.resources import WarehouseResource
 from choosemypower_dagster.sandbox import SandboxServer
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster.warehouse.engine import dispose_engines

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from choosemypower_dagster.catalog.keys import city_keys_by_tier
-from choosemypower_dagster.defs.resources import WarehouseResource
+from choosemypower_dagster.orchestration.resources import WarehouseResource
 from choosemypower_dagster.sandbox import SandboxServer
 from choosemypower_dagster.site.publish import STAGING_PREFIX, store_of
 from choosemypower_dagster.warehouse.engine import dispose_engines

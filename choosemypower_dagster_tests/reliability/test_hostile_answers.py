@@ -19,7 +19,7 @@ import pytest
 from choosemypower_dagster.catalog.cities import load_catalog
 from choosemypower_dagster.catalog.tdsps import load_tdsps, tdsps_by_duns
 from choosemypower_dagster.comparepower.errors import MalformedResponseError
-from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
+from choosemypower_dagster.orchestration.resources import CityCatalogResource, WarehouseResource
 from choosemypower_dagster.plans.plausibility import BOUNDS, accepted_plan_counts
 from choosemypower_dagster_tests.conftest import every_tdsp_window, fast_client, range_tags
 from choosemypower_dagster_tests.reliability.hostile import HostileApi

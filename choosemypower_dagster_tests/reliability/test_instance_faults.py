@@ -23,7 +23,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from choosemypower_dagster.defs.tags import ALERT_TAG
+from choosemypower_dagster.orchestration.tags import ALERT_TAG
 from choosemypower_dagster.sandbox import SandboxServer
 from choosemypower_dagster_tests.reliability.hostile import HostileApi
 from choosemypower_dagster_tests.reliability.support import (

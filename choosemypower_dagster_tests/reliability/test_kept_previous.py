@@ -14,8 +14,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from choosemypower_dagster.defs.assets.export import site_export
-from choosemypower_dagster.defs.resources import WarehouseResource
+from choosemypower_dagster.orchestration.assets.export import site_export
+from choosemypower_dagster.orchestration.resources import WarehouseResource
 from choosemypower_dagster.sandbox import SandboxServer
 from choosemypower_dagster.site.payloads import CITIES_FILE, SUMMARY_FILE
 from choosemypower_dagster.site.publish import resolve_export_dir

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from choosemypower_dagster.defs.keys import CITY_PLANS
-from choosemypower_dagster.defs.resources import WarehouseResource
 from choosemypower_dagster.lib.display import markdown_table
+from choosemypower_dagster.orchestration.keys import CITY_PLANS
+from choosemypower_dagster.orchestration.resources import WarehouseResource
 from choosemypower_dagster_tests.reliability.hostile import HostileApi
 from choosemypower_dagster_tests.reliability.support import (
     catalog_loaded,

@@ -13,8 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from choosemypower_dagster.catalog.keys import city_keys, city_keys_by_tier
-from choosemypower_dagster.defs.checks import CITIES_COVERED
-from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
+from choosemypower_dagster.orchestration.checks import CITIES_COVERED
+from choosemypower_dagster.orchestration.resources import CityCatalogResource, WarehouseResource
 from choosemypower_dagster.sandbox import SandboxServer
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster_tests.conftest import fast_client, range_tags

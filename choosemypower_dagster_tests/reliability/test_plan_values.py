@@ -19,9 +19,9 @@ import sqlalchemy as sa
 
 from choosemypower_dagster.cli.report import RefreshReport, format_report, run_rejected
 from choosemypower_dagster.comparepower.parsing import parse_plans
-from choosemypower_dagster.defs.checks import PRICES_COVER_DELIVERY
-from choosemypower_dagster.defs.keys import CITY_PLANS
-from choosemypower_dagster.defs.resources import WarehouseResource
+from choosemypower_dagster.orchestration.checks import PRICES_COVER_DELIVERY
+from choosemypower_dagster.orchestration.keys import CITY_PLANS
+from choosemypower_dagster.orchestration.resources import WarehouseResource
 from choosemypower_dagster.pricing import components as pricing
 from choosemypower_dagster.site.publish import resolve_export_dir
 from choosemypower_dagster.warehouse import schema as t

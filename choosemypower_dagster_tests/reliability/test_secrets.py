@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from choosemypower_dagster.catalog.tdsps import tdsps_by_duns
 from choosemypower_dagster.comparepower.errors import ApiUnavailableError
-from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
+from choosemypower_dagster.orchestration.resources import CityCatalogResource, WarehouseResource
 from choosemypower_dagster.sandbox import SandboxServer
 from choosemypower_dagster.warehouse import schema as t
 from choosemypower_dagster.warehouse.engine import WarehouseConfigError, dispose_engines

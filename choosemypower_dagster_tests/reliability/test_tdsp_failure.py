@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from choosemypower_dagster.catalog.keys import city_keys_by_tier
 from choosemypower_dagster.catalog.tdsps import tdsps_by_duns
-from choosemypower_dagster.defs.resources import WarehouseResource
+from choosemypower_dagster.orchestration.resources import WarehouseResource
 from choosemypower_dagster.plans import fanout as plans_refresh
 from choosemypower_dagster.sandbox import SandboxServer
 from choosemypower_dagster.warehouse import schema as t

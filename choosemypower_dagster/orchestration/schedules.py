@@ -17,13 +17,13 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from choosemypower_dagster.catalog.tiers import TIERS
-from choosemypower_dagster.defs.jobs import (
+from choosemypower_dagster.orchestration.jobs import (
     city_refresh,
     health_checks,
     reference_refresh,
     warehouse_maintenance,
 )
-from choosemypower_dagster.defs.tags import city_range_tags, tier_range_tags, trigger_tags
+from choosemypower_dagster.orchestration.tags import city_range_tags, tier_range_tags, trigger_tags
 
 TIMEZONE = "America/Chicago"
 

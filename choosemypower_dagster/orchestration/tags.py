@@ -10,7 +10,7 @@ import socket
 from collections.abc import Sequence
 
 from choosemypower_dagster.catalog.tiers import ordered
-from choosemypower_dagster.defs.partitions import tier_key_range
+from choosemypower_dagster.orchestration.partitions import tier_key_range
 
 # Dagster's own tags of a ranged run: the partition range it covers.
 RANGE_START_TAG = "dagster/asset_partition_range_start"

@@ -4,7 +4,7 @@ and the operator's health checks."""
 import dagster as dg
 from pydantic import Field
 
-from choosemypower_dagster.defs.keys import (
+from choosemypower_dagster.orchestration.keys import (
     CITY_PLANS,
     CITY_SUMMARIES,
     OPERATIONS_GROUP,
@@ -13,9 +13,9 @@ from choosemypower_dagster.defs.keys import (
     TDSP_TERRITORIES,
     TEXAS_CITIES,
 )
-from choosemypower_dagster.defs.partitions import city_partitions, tier_partitions
-from choosemypower_dagster.defs.resources import WarehouseResource
-from choosemypower_dagster.defs.tags import JOB_KIND_TAG
+from choosemypower_dagster.orchestration.partitions import city_partitions, tier_partitions
+from choosemypower_dagster.orchestration.resources import WarehouseResource
+from choosemypower_dagster.orchestration.tags import JOB_KIND_TAG
 from choosemypower_dagster.settings import CACHE_TTL_MINUTES, HISTORY_RETENTION_DAYS
 from choosemypower_dagster.warehouse.maintenance import maintain_warehouse
 

@@ -9,7 +9,8 @@ import dagster as dg
 from pydantic import Field
 
 from choosemypower_dagster.catalog.keys import city_keys
-from choosemypower_dagster.defs.keys import (
+from choosemypower_dagster.lib.display import cents, markdown_table
+from choosemypower_dagster.orchestration.keys import (
     CITY_PLANS,
     CITY_SUMMARIES,
     OWNER,
@@ -17,10 +18,9 @@ from choosemypower_dagster.defs.keys import (
     PUBLISHING_GROUP,
     TDSP_TERRITORIES,
 )
-from choosemypower_dagster.defs.metadata import md, warehouse_kind
-from choosemypower_dagster.defs.partitions import city_partitions
-from choosemypower_dagster.defs.resources import WarehouseResource
-from choosemypower_dagster.lib.display import cents, markdown_table
+from choosemypower_dagster.orchestration.metadata import md, warehouse_kind
+from choosemypower_dagster.orchestration.partitions import city_partitions
+from choosemypower_dagster.orchestration.resources import WarehouseResource
 from choosemypower_dagster.settings import EXPORT_DIR
 from choosemypower_dagster.site.payloads import build_site_files, snapshot
 from choosemypower_dagster.site.publish import ExportError, publish, resolve_export_dir

@@ -7,8 +7,8 @@ each within the webhook's deadline, so a tick never hangs on a slow webhook.
 
 import dagster as dg
 
-from choosemypower_dagster.defs.resources import WarehouseResource
-from choosemypower_dagster.defs.sensors.failed_runs import retry_pending_alerts
+from choosemypower_dagster.orchestration.resources import WarehouseResource
+from choosemypower_dagster.orchestration.sensors.failed_runs import retry_pending_alerts
 from choosemypower_dagster.settings import sensor_interval_seconds
 
 

@@ -51,8 +51,8 @@ from pydantic import Field
 from choosemypower_dagster.checks import headlines, integrity, quality
 from choosemypower_dagster.checks.outcome import Outcome
 from choosemypower_dagster.checks.source_scan import scan_outcome, scan_source
-from choosemypower_dagster.defs.keys import CITY_PLANS, CITY_SUMMARIES
-from choosemypower_dagster.defs.resources import WarehouseResource
+from choosemypower_dagster.orchestration.keys import CITY_PLANS, CITY_SUMMARIES
+from choosemypower_dagster.orchestration.resources import WarehouseResource
 from choosemypower_dagster.warehouse.cache import cached_responses
 
 # Check names, as they appear in the UI and in check keys.

@@ -27,10 +27,10 @@ import dagster as dg
 from choosemypower_dagster.catalog.cities import load_catalog
 from choosemypower_dagster.catalog.keys import city_keys
 from choosemypower_dagster.comparepower.client import ComparePowerClient
-from choosemypower_dagster.defs.jobs import city_refresh
-from choosemypower_dagster.defs.keys import CITY_PLANS, CITY_SUMMARIES, PROVIDERS
-from choosemypower_dagster.defs.partitions import city_partitions, range_keys, tier_spans
-from choosemypower_dagster.defs.tags import RETRY_ATTEMPT_TAG, range_tags
+from choosemypower_dagster.orchestration.jobs import city_refresh
+from choosemypower_dagster.orchestration.keys import CITY_PLANS, CITY_SUMMARIES, PROVIDERS
+from choosemypower_dagster.orchestration.partitions import city_partitions, range_keys, tier_spans
+from choosemypower_dagster.orchestration.tags import RETRY_ATTEMPT_TAG, range_tags
 from choosemypower_dagster.settings import (
     RETRY_BASE_DELAY_MINUTES,
     RETRY_MAX_ATTEMPTS,

@@ -13,11 +13,21 @@ from choosemypower_dagster.catalog.cities import CatalogExceptionRow, City
 from choosemypower_dagster.catalog.public_power import PublicPowerRow, applied_rows
 from choosemypower_dagster.catalog.tdsps import load_tdsps, tdsps_by_duns
 from choosemypower_dagster.checks import catalog as catalog_checks
-from choosemypower_dagster.defs.keys import OWNER, REFERENCE_GROUP, TDSP_TERRITORIES, TEXAS_CITIES
-from choosemypower_dagster.defs.metadata import md, row_counts, table_definition, warehouse_kind
-from choosemypower_dagster.defs.partitions import tier_partitions
-from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseResource
 from choosemypower_dagster.lib.display import markdown_table
+from choosemypower_dagster.orchestration.keys import (
+    OWNER,
+    REFERENCE_GROUP,
+    TDSP_TERRITORIES,
+    TEXAS_CITIES,
+)
+from choosemypower_dagster.orchestration.metadata import (
+    md,
+    row_counts,
+    table_definition,
+    warehouse_kind,
+)
+from choosemypower_dagster.orchestration.partitions import tier_partitions
+from choosemypower_dagster.orchestration.resources import CityCatalogResource, WarehouseResource
 from choosemypower_dagster.warehouse import schema
 from choosemypower_dagster.warehouse.stats import row_count
 from choosemypower_dagster.warehouse.writes import write_tdsps, write_tier_cities

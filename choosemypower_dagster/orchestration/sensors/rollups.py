@@ -7,8 +7,8 @@ them (a backfill of only the plans), and `site_export` after the roll-ups change
 
 import dagster as dg
 
-from choosemypower_dagster.defs.keys import CITY_SUMMARIES, PROVIDERS, SITE_EXPORT
-from choosemypower_dagster.defs.tags import trigger_tags
+from choosemypower_dagster.orchestration.keys import CITY_SUMMARIES, PROVIDERS, SITE_EXPORT
+from choosemypower_dagster.orchestration.tags import trigger_tags
 from choosemypower_dagster.settings import sensor_interval_seconds
 
 rollups_automation = dg.AutomationConditionSensorDefinition(

@@ -14,12 +14,13 @@ from pydantic import Field
 
 from choosemypower_dagster.catalog.tdsps import tdsps_by_duns
 from choosemypower_dagster.comparepower.client import ComparePowerClient
-from choosemypower_dagster.defs.checks import (
+from choosemypower_dagster.lib.display import cents, markdown_table
+from choosemypower_dagster.orchestration.checks import (
     PLAN_CHECK_SPECS,
     PlanChecksConfig,
     plan_check_results,
 )
-from choosemypower_dagster.defs.keys import (
+from choosemypower_dagster.orchestration.keys import (
     API_POOL,
     CITY_PLANS,
     CITY_SUMMARIES,
@@ -30,21 +31,20 @@ from choosemypower_dagster.defs.keys import (
     REJECTED_PLANS,
     TEXAS_CITIES,
 )
-from choosemypower_dagster.defs.metadata import (
+from choosemypower_dagster.orchestration.metadata import (
     health_metadata,
     md,
     row_counts,
     table_definition,
     warehouse_kind,
 )
-from choosemypower_dagster.defs.partitions import (
+from choosemypower_dagster.orchestration.partitions import (
     city_partitions,
     selector_text,
     tier_spans,
     tier_to_cities_mapping,
 )
-from choosemypower_dagster.defs.resources import WarehouseResource
-from choosemypower_dagster.lib.display import cents, markdown_table
+from choosemypower_dagster.orchestration.resources import WarehouseResource
 from choosemypower_dagster.plans.fanout import RefreshTotals, refresh_cities
 from choosemypower_dagster.settings import CACHE_TTL_MINUTES, MINUTES_PER_YEAR
 from choosemypower_dagster.warehouse import plan_sets, rollups, schema, tdsp_rollups

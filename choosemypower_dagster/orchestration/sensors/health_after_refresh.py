@@ -13,9 +13,9 @@ followed by its export is judged once.
 import dagster as dg
 
 from choosemypower_dagster.catalog.keys import tier_of_city
-from choosemypower_dagster.defs.jobs import CITY_JOB, health_checks
-from choosemypower_dagster.defs.keys import CITY_PLANS
-from choosemypower_dagster.defs.tags import (
+from choosemypower_dagster.orchestration.jobs import CITY_JOB, health_checks
+from choosemypower_dagster.orchestration.keys import CITY_PLANS
+from choosemypower_dagster.orchestration.tags import (
     RANGE_END_TAG,
     RANGE_START_TAG,
     backfill_tags,

@@ -27,16 +27,16 @@ from choosemypower_dagster.alerts.webhook import Delivery, send_alert
 from choosemypower_dagster.catalog.cities import load_catalog
 from choosemypower_dagster.catalog.tdsps import tdsps_by_duns
 from choosemypower_dagster.checks.health import day_figures
-from choosemypower_dagster.defs.jobs import (
+from choosemypower_dagster.orchestration.jobs import (
     CITY_JOB,
     HEALTH_JOB,
     MAINTENANCE_JOB,
     PUBLISH_JOB,
     REFERENCE_JOB,
 )
-from choosemypower_dagster.defs.keys import CITY_PLANS
-from choosemypower_dagster.defs.resources import AlertsResource, WarehouseResource
-from choosemypower_dagster.defs.tags import (
+from choosemypower_dagster.orchestration.keys import CITY_PLANS
+from choosemypower_dagster.orchestration.resources import AlertsResource, WarehouseResource
+from choosemypower_dagster.orchestration.tags import (
     ALERT_ATTEMPTS_TAG,
     ALERT_ERROR_TAG,
     ALERT_RETRY_AT_TAG,

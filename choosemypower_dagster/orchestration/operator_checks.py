@@ -34,7 +34,7 @@ from choosemypower_dagster.checks.health import (
 )
 from choosemypower_dagster.checks.outcome import rows_table
 from choosemypower_dagster.checks.staleness import stale_windows_hours, staleness_outcome
-from choosemypower_dagster.defs.keys import (
+from choosemypower_dagster.orchestration.keys import (
     CITY_PLANS,
     OPERATIONS_GROUP,
     OWNER,
@@ -42,8 +42,8 @@ from choosemypower_dagster.defs.keys import (
     REFRESH_STATUS,
     STALE_CITIES_CHECK,
 )
-from choosemypower_dagster.defs.resources import WarehouseResource
-from choosemypower_dagster.defs.sensors.retry_failed_cities import (
+from choosemypower_dagster.orchestration.resources import WarehouseResource
+from choosemypower_dagster.orchestration.sensors.retry_failed_cities import (
     latest_failures,
     retry_failed_cities,
 )

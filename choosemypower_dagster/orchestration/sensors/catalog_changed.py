@@ -14,8 +14,12 @@ import dagster as dg
 from choosemypower_dagster.catalog.cities import catalog_path
 from choosemypower_dagster.catalog.fingerprint import OTHER_ROWS, tier_hashes
 from choosemypower_dagster.catalog.tiers import TIERS, adjacent_groups, ordered
-from choosemypower_dagster.defs.jobs import city_refresh, reference_refresh
-from choosemypower_dagster.defs.tags import CATALOG_CHANGE_TAG, city_range_tags, tier_range_tags
+from choosemypower_dagster.orchestration.jobs import city_refresh, reference_refresh
+from choosemypower_dagster.orchestration.tags import (
+    CATALOG_CHANGE_TAG,
+    city_range_tags,
+    tier_range_tags,
+)
 
 
 def build_catalog_sensor(

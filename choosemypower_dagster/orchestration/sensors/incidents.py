@@ -9,8 +9,8 @@ while it lasts. An alert the webhook did not take is retried by `retry_undeliver
 
 import dagster as dg
 
-from choosemypower_dagster.defs.resources import AlertsResource
-from choosemypower_dagster.defs.sensors.failed_runs import check_incidents, open_incidents
+from choosemypower_dagster.orchestration.resources import AlertsResource
+from choosemypower_dagster.orchestration.sensors.failed_runs import check_incidents, open_incidents
 from choosemypower_dagster.settings import sensor_interval_seconds
 
 
