@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import redirect_stderr, redirect_stdout
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -27,6 +30,7 @@ from choosemypower_dagster.defs.resources import CityCatalogResource, WarehouseR
 from choosemypower_dagster.defs.tags import RANGE_END_TAG, RANGE_START_TAG
 from choosemypower_dagster.sandbox import SandboxServer
 from choosemypower_dagster.warehouse import schema as t
+from choosemypower_dagster.warehouse.engine import dispose_engines
 from choosemypower_dagster_tests.conftest import fast_client
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -272,6 +276,40 @@ def command_env(dagster_home: Path, **settings: str) -> dict[str, str]:
 
 def refresh_command(args: Sequence[str] = ()) -> list[str]:
     return [sys.executable, "-m", "choosemypower_dagster.refresh", *args]
+
+
+def refresh_in_process(
+    env: Mapping[str, str], args: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
+    """The refresh command's `main(argv)` in this process, in the environment `env`.
+
+    What a subprocess would print and return, without its ~8 s of imports: for the checks
+    that stop the command before any run (settings, arguments, the instance's config).
+    `run_refresh_command` keeps one real process per kind of outcome.
+    """
+    from choosemypower_dagster.cli.refresh import main
+
+    saved, cwd = dict(os.environ), os.getcwd()
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        os.chdir(PROJECT_ROOT)
+        with warnings.catch_warnings(), redirect_stdout(out), redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse's errors, or a message as the interpreter would
+                if isinstance(exc.code, int) or exc.code is None:
+                    code = exc.code or 0
+                else:
+                    print(exc.code, file=sys.stderr)
+                    code = 1
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        os.chdir(cwd)
+        dispose_engines()
+    return subprocess.CompletedProcess(refresh_command(args), code, out.getvalue(), err.getvalue())
 
 
 def run_refresh_command(
