@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,53 @@ def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     with dg.DagsterInstance.from_config(str(home)):
         pass
     return home
+
+
+@dataclass
+class OperatorUi:
+    """A running webserver over an instance that holds a refresh and a health_checks run."""
+
+    env: dict[str, str]
+    url: str
+    gql: Any  # test_webserver.GraphQL
+
+
+@pytest.fixture(scope="session")
+def operator_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorUi]:
+    """One dagster-webserver for every test that reads the UI (GraphQL or a browser).
+
+    Its instance holds a refresh of the first tier1 cities by the refresh command, then a
+    run of the health_checks job; the tests only read it. Starting a webserver and
+    refreshing costs ~30 s each time, so the session does it once.
+    """
+    from choosemypower_dagster_tests.test_operator_view import refresh_then_check
+    from choosemypower_dagster_tests.test_webserver import (
+        GraphQL,
+        dagster_env,
+        free_port,
+        start_webserver,
+        stop_process,
+    )
+
+    root = tmp_path_factory.mktemp("operator_ui")
+    home = root / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((PROJECT_ROOT / "dagster.yaml").read_text())
+    with dg.DagsterInstance.from_config(str(home)):  # storage first: see `dagster_home`
+        pass
+    with SandboxServer(SandboxConfig()) as sandbox:
+        env = dagster_env(home, sandbox.url, f"sqlite:///{root / 'warehouse.sqlite'}")
+        port = free_port()
+        log = root / "webserver.log"
+        webserver = start_webserver(env, port, log)
+        gql = GraphQL(f"http://127.0.0.1:{port}")
+        try:
+            refresh_then_check(env)
+            gql.wait_until_loaded(webserver, log, timeout=90)
+            yield OperatorUi(env=env, url=f"http://127.0.0.1:{port}", gql=gql)
+        finally:
+            stop_process(webserver)
+            gql.close()
 
 
 def postgres_base_url() -> str | None:
