@@ -285,6 +285,72 @@ def materialize_cities(
     )
 
 
+#: Fixtures that make a test an integration test: a warehouse (SQLite or PostgreSQL, filled by
+#: Dagster runs), a Dagster home (its tests launch Dagster's own commands), the webserver.
+INTEGRATION_FIXTURES = frozenset(
+    {
+        "warehouse_url",
+        "warehouse",
+        "module_warehouse",
+        "resources",
+        "postgres_url",
+        "dagster_home",
+        "operator_ui",
+    }
+)
+#: Markers that make a test an integration test (`integration` may also be set by hand).
+INTEGRATION_MARKERS = frozenset({"integration", "postgres", "reliability", "webserver"})
+#: Modules whose every test is an integration test: refreshes of many cities, Dagster
+#: runs through an instance, the catalog script over the reference data.
+INTEGRATION_MODULES = frozenset(
+    {
+        "test_catalog_script.py",
+        "test_city_plans.py",
+        "test_concurrent_runs.py",
+        "test_instance.py",
+        "test_migrations.py",
+        "test_operator_checks.py",
+        "test_price_history.py",
+        "test_production_topology.py",
+        "test_sensors.py",
+        "test_site_export.py",
+        "test_tdsp_outage.py",
+    }
+)
+#: Single tests, in modules of unit tests, that launch a process (module::name).
+INTEGRATION_TESTS = frozenset(
+    {
+        "test_hardcoded_ids.py::test_cli_exits_1_on_a_critical_finding",
+        "test_hardcoded_ids.py::test_cli_exits_0_on_a_clean_directory",
+        "test_hardcoded_ids.py::test_cli_exits_2_on_a_bad_allowlist",
+        "test_pricing.py::test_pricing_package_needs_only_the_standard_library",
+        "test_sandbox.py::test_cli_prints_url_serves_and_stops_on_sigterm",
+        "test_sixth_tdsp.py::test_a_sixth_tdsp_is_refreshed_end_to_end_with_no_code_change",
+    }
+)
+
+
+def is_integration(item: pytest.Item) -> bool:
+    """Whether a test needs more than this process and a loopback sandbox: see the sets above."""
+    name = getattr(item, "originalname", item.name)
+    return bool(
+        set(getattr(item, "fixturenames", ())) & INTEGRATION_FIXTURES
+        or {m.name for m in item.iter_markers()} & INTEGRATION_MARKERS
+        or item.path.name in INTEGRATION_MODULES
+        or f"{item.path.name}::{name}" in INTEGRATION_TESTS
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test `unit` or `integration`: `make test-fast` runs `pytest -m unit`.
+
+    Unit: pure logic in this process, a loopback sandbox at most; no warehouse, webserver,
+    subprocess or Dagster instance on disk.
+    """
+    for item in items:
+        item.add_marker(pytest.mark.integration if is_integration(item) else pytest.mark.unit)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--update-snapshots",
