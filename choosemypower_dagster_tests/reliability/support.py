@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from choosemypower_dagster.catalog.cities import load_catalog
 from choosemypower_dagster.catalog.keys import city_keys
+from choosemypower_dagster.comparepower import pacing as throttle
 from choosemypower_dagster.defs.assets.export import site_export
 from choosemypower_dagster.defs.assets.plans import refresh_city_plans
 from choosemypower_dagster.defs.assets.reference import tdsp_territories, texas_cities
@@ -283,14 +284,16 @@ def refresh_in_process(
 ) -> subprocess.CompletedProcess[str]:
     """The refresh command's `main(argv)` in this process, in the environment `env`.
 
-    What a subprocess would print and return, without its ~8 s of imports: for the checks
-    that stop the command before any run (settings, arguments, the instance's config).
-    `run_refresh_command` keeps one real process per kind of outcome.
+    What a subprocess would print and return, without its 2-8 s of imports: for the checks
+    that stop the command before any run (settings, arguments, the instance's config) and
+    for tests about what a refresh does rather than about the process (signals, crashes and
+    concurrency keep `run_refresh_command`).
     """
     from choosemypower_dagster.cli.refresh import main
 
     saved, cwd = dict(os.environ), os.getcwd()
     out, err = io.StringIO(), io.StringIO()
+    throttle.reset_all()  # a new process starts with a closed breaker and no pacing
     try:
         os.environ.clear()
         os.environ.update(env)
