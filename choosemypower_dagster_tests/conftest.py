@@ -11,7 +11,6 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,17 +77,8 @@ def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-@dataclass
-class OperatorUi:
-    """A running webserver over an instance that holds a refresh and a health_checks run."""
-
-    env: dict[str, str]
-    url: str
-    gql: Any  # test_webserver.GraphQL
-
-
 @pytest.fixture(scope="session")
-def operator_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorUi]:
+def operator_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One dagster-webserver for every test that reads the UI (GraphQL or a browser).
 
     Its instance holds a refresh of the first tier1 cities by the refresh command, then a
@@ -98,6 +88,7 @@ def operator_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorUi
     from choosemypower_dagster_tests.test_operator_view import refresh_then_check
     from choosemypower_dagster_tests.test_webserver import (
         GraphQL,
+        OperatorUi,
         dagster_env,
         free_port,
         start_webserver,

@@ -15,9 +15,9 @@ from choosemypower_dagster.catalog.cities import load_catalog
 from choosemypower_dagster.catalog.keys import city_keys, city_keys_by_tier
 from choosemypower_dagster.catalog.tdsps import tdsps_by_duns
 from choosemypower_dagster.defs.metadata import figure_label
-from choosemypower_dagster_tests.conftest import OperatorUi
 from choosemypower_dagster_tests.test_webserver import (
     PROJECT_ROOT,
+    OperatorUi,
     metadata_by_label,
 )
 

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from choosemypower_dagster_tests.conftest import OperatorUi
-from choosemypower_dagster_tests.test_webserver import PROJECT_ROOT
+from choosemypower_dagster_tests.test_webserver import PROJECT_ROOT, OperatorUi
 
 CHROMIUM = Path("/usr/bin/chromium")
 IN_CI = bool(os.environ.get("CI"))
