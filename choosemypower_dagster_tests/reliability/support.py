@@ -35,6 +35,7 @@ from choosemypower_dagster.warehouse.engine import dispose_engines
 from choosemypower_dagster_tests.conftest import fast_client
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFINITIONS_MODULE = "choosemypower_dagster.definitions"
 
 # Columns a run restamps without changing what they describe: the rollups are recomputed
 # (same values) by every run, and the refresh log gets one row per run by design.
@@ -294,6 +295,9 @@ def refresh_in_process(
     saved, cwd = dict(os.environ), os.getcwd()
     out, err = io.StringIO(), io.StringIO()
     throttle.reset_all()  # a new process starts with a closed breaker and no pacing
+    # The definitions read the environment when imported (`build_resources`): the command
+    # imports them once its settings are checked, so it gets them fresh, as a process would.
+    earlier = sys.modules.pop(DEFINITIONS_MODULE, None)
     try:
         os.environ.clear()
         os.environ.update(env)
@@ -312,6 +316,10 @@ def refresh_in_process(
         os.environ.update(saved)
         os.chdir(cwd)
         dispose_engines()
+        sys.modules.pop(DEFINITIONS_MODULE, None)
+        if earlier is not None:  # the rest of the session keeps the definitions it imported
+            sys.modules[DEFINITIONS_MODULE] = earlier
+            sys.modules["choosemypower_dagster"].definitions = earlier  # type: ignore[attr-defined]
     return subprocess.CompletedProcess(refresh_command(args), code, out.getvalue(), err.getvalue())
 
 
