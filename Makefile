@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint defs format bench catalog dev clean
+.PHONY: install demo test test-fast lint defs format bench catalog dev clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m choosemypower_dagster.cli.demo
 
-## The test suite (PostgreSQL cases run when CHOOSEMYPOWER_TEST_POSTGRES_URL is set).
+## The test suite (PostgreSQL cases run when CHOOSEMYPOWER_TEST_POSTGRES_URL is set). CI runs this.
 test: $(STAMP)
 	$(BIN)/pytest
+
+## The unit tests only (marker `unit`, set in conftest): no webserver, subprocess or full refresh.
+test-fast: $(STAMP)
+	$(BIN)/pytest -m unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

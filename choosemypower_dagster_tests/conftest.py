@@ -77,6 +77,45 @@ def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.fixture(scope="session")
+def operator_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One dagster-webserver for every test that reads the UI (GraphQL or a browser).
+
+    Its instance holds a refresh of the first tier1 cities by the refresh command, then a
+    run of the health_checks job; the tests only read it. Starting a webserver and
+    refreshing costs ~30 s each time, so the session does it once.
+    """
+    from choosemypower_dagster_tests.test_operator_view import refresh_then_check
+    from choosemypower_dagster_tests.test_webserver import (
+        GraphQL,
+        OperatorUi,
+        dagster_env,
+        free_port,
+        start_webserver,
+        stop_process,
+    )
+
+    root = tmp_path_factory.mktemp("operator_ui")
+    home = root / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((PROJECT_ROOT / "dagster.yaml").read_text())
+    with dg.DagsterInstance.from_config(str(home)):  # storage first: see `dagster_home`
+        pass
+    with SandboxServer(SandboxConfig()) as sandbox:
+        env = dagster_env(home, sandbox.url, f"sqlite:///{root / 'warehouse.sqlite'}")
+        port = free_port()
+        log = root / "webserver.log"
+        webserver = start_webserver(env, port, log)
+        gql = GraphQL(f"http://127.0.0.1:{port}")
+        try:
+            refresh_then_check(env)
+            gql.wait_until_loaded(webserver, log, timeout=90)
+            yield OperatorUi(env=env, url=f"http://127.0.0.1:{port}", gql=gql)
+        finally:
+            stop_process(webserver)
+            gql.close()
+
+
 def postgres_base_url() -> str | None:
     return os.environ.get(POSTGRES_ENV_VAR) or None
 
@@ -235,6 +274,72 @@ def materialize_cities(
         },
         raise_on_error=raise_on_error,
     )
+
+
+#: Fixtures that make a test an integration test: a warehouse (SQLite or PostgreSQL, filled by
+#: Dagster runs), a Dagster home (its tests launch Dagster's own commands), the webserver.
+INTEGRATION_FIXTURES = frozenset(
+    {
+        "warehouse_url",
+        "warehouse",
+        "module_warehouse",
+        "resources",
+        "postgres_url",
+        "dagster_home",
+        "operator_ui",
+    }
+)
+#: Markers that make a test an integration test (`integration` may also be set by hand).
+INTEGRATION_MARKERS = frozenset({"integration", "postgres", "reliability", "webserver"})
+#: Modules whose every test is an integration test: refreshes of many cities, Dagster
+#: runs through an instance, the catalog script over the reference data.
+INTEGRATION_MODULES = frozenset(
+    {
+        "test_catalog_script.py",
+        "test_city_plans.py",
+        "test_concurrent_runs.py",
+        "test_instance.py",
+        "test_migrations.py",
+        "test_operator_checks.py",
+        "test_price_history.py",
+        "test_production_topology.py",
+        "test_sensors.py",
+        "test_site_export.py",
+        "test_tdsp_outage.py",
+    }
+)
+#: Single tests, in modules of unit tests, that launch a process (module::name).
+INTEGRATION_TESTS = frozenset(
+    {
+        "test_hardcoded_ids.py::test_cli_exits_1_on_a_critical_finding",
+        "test_hardcoded_ids.py::test_cli_exits_0_on_a_clean_directory",
+        "test_hardcoded_ids.py::test_cli_exits_2_on_a_bad_allowlist",
+        "test_pricing.py::test_pricing_package_needs_only_the_standard_library",
+        "test_sandbox.py::test_cli_prints_url_serves_and_stops_on_sigterm",
+        "test_sixth_tdsp.py::test_a_sixth_tdsp_is_refreshed_end_to_end_with_no_code_change",
+    }
+)
+
+
+def is_integration(item: pytest.Item) -> bool:
+    """Whether a test needs more than this process and a loopback sandbox: see the sets above."""
+    name = getattr(item, "originalname", item.name)
+    return bool(
+        set(getattr(item, "fixturenames", ())) & INTEGRATION_FIXTURES
+        or {m.name for m in item.iter_markers()} & INTEGRATION_MARKERS
+        or item.path.name in INTEGRATION_MODULES
+        or f"{item.path.name}::{name}" in INTEGRATION_TESTS
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test `unit` or `integration`: `make test-fast` runs `pytest -m unit`.
+
+    Unit: pure logic in this process, a loopback sandbox at most; no warehouse, webserver,
+    subprocess or Dagster instance on disk.
+    """
+    for item in items:
+        item.add_marker(pytest.mark.integration if is_integration(item) else pytest.mark.unit)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

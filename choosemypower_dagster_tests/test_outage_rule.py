@@ -10,7 +10,9 @@ sensor makes one run per tier; the tiers' first and last keys in the README are 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,7 +46,8 @@ from choosemypower_dagster_tests.conftest import (
     materialize_catalog,
     materialize_cities,
 )
-from choosemypower_dagster_tests.test_refresh_command import instance_runs, run_command
+from choosemypower_dagster_tests.reliability.support import refresh_in_process
+from choosemypower_dagster_tests.test_refresh_command import instance_runs
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # the sandbox's foreign plan, its teaser credit plans and per-TDSP prices, on purpose
@@ -66,6 +69,21 @@ def cities_and_failing_tdsp(count: int = 10) -> tuple[list[str], str, set[str]]:
     duns = min(served, key=lambda d: (len(served[d]), d))
     assert 0 < len(served[duns]) < len(keys)
     return keys, duns, served[duns]
+
+
+def run_command(
+    args: list[str], home: Path, sandbox: SandboxServer, warehouse_url: str, tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    """The refresh command (its `main(argv)`, in process) on `home`, the sandbox and warehouse:
+    test_refresh_command.py runs the same as a subprocess."""
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "COMPAREPOWER_API_URL": sandbox.url,
+        "CHOOSEMYPOWER_DATABASE_URL": warehouse_url,
+        "CHOOSEMYPOWER_EXPORT_DIR": str(tmp_path / "site-data"),
+    }
+    return refresh_in_process(env, args)
 
 
 def current_files(export_dir: Path) -> dict[str, bytes]:

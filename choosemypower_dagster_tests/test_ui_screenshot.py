@@ -12,21 +12,11 @@ import os
 import shutil
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from choosemypower_dagster.catalog.keys import city_keys
-from choosemypower_dagster.sandbox import SandboxServer
-from choosemypower_dagster_tests.test_webserver import (
-    PROJECT_ROOT,
-    GraphQL,
-    dagster_env,
-    free_port,
-    start_webserver,
-    stop_process,
-)
+from choosemypower_dagster_tests.test_webserver import PROJECT_ROOT, OperatorUi
 
 CHROMIUM = Path("/usr/bin/chromium")
 IN_CI = bool(os.environ.get("CI"))
@@ -76,81 +66,48 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 @pytest.mark.webserver
 @needs_chromium
-def test_asset_graph_page_renders_every_asset(
-    tmp_path: Path, dagster_home: Path, sandbox: SandboxServer
-) -> None:
+def test_asset_graph_page_renders_every_asset(tmp_path: Path, operator_ui: OperatorUi) -> None:
+    """On the shared webserver (a refresh of the first cities, then health checks)."""
     from choosemypower_dagster.definitions import defs
 
-    env = dagster_env(dagster_home, sandbox.url, f"sqlite:///{tmp_path / 'warehouse.sqlite'}")
-    port = free_port()
-    log = tmp_path / "webserver.log"
-    webserver = start_webserver(env, port, log)
-    gql = GraphQL(f"http://127.0.0.1:{port}")
-    try:
-        refresh = subprocess.run(
-            [sys.executable, "-m", "choosemypower_dagster.refresh"]
-            + ["--cities", ",".join(city_keys()[:3])],
-            cwd=PROJECT_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        assert refresh.returncode == 0, refresh.stdout + refresh.stderr
-        gql.wait_until_loaded(webserver, log, timeout=90)
-        # Dismiss the first-visit community dialog the way the UI does, so that it does not
-        # cover the graph.
-        assert gql("mutation { setNuxSeen }")["setNuxSeen"] is True
+    # Dismiss the first-visit community dialog the way the UI does, so that it does not
+    # cover the graph.
+    assert operator_ui.gql("mutation { setNuxSeen }")["setNuxSeen"] is True
 
-        url = f"http://127.0.0.1:{port}{GRAPH_PAGE}"
-        dom = chromium(url, tmp_path / "profile-dom", "--dump-dom")
-        assert dom.returncode == 0, dom.stderr[-2000:]
-        shown = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
-        missing = sorted(name for name in shown if name not in dom.stdout)
-        assert not missing, f"assets not drawn on {GRAPH_PAGE}: {missing}"
+    url = f"{operator_ui.url}{GRAPH_PAGE}"
+    dom = chromium(url, tmp_path / "profile-dom", "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    shown = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    missing = sorted(name for name in shown if name not in dom.stdout)
+    assert not missing, f"assets not drawn on {GRAPH_PAGE}: {missing}"
 
-        shot = tmp_path / "asset-graph.png"
-        result = chromium(url, tmp_path / "profile-shot", f"--screenshot={shot}")
-        assert result.returncode == 0, result.stderr[-2000:]
-        data = shot.read_bytes()
-        assert png_size(data) == (WIDTH, HEIGHT)
-        assert len(data) > 30_000  # a drawn graph: a page with one line of text is ~10 KB
-    finally:
-        stop_process(webserver)
-        gql.close()
+    shot = tmp_path / "asset-graph.png"
+    result = chromium(url, tmp_path / "profile-shot", f"--screenshot={shot}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = shot.read_bytes()
+    assert png_size(data) == (WIDTH, HEIGHT)
+    assert len(data) > 30_000  # a drawn graph: a page with one line of text is ~10 KB
 
 
 @pytest.mark.webserver
 @needs_chromium
 def test_city_plans_checks_page_shows_the_operator_checks(
-    tmp_path: Path, dagster_home: Path, sandbox: SandboxServer, request: pytest.FixtureRequest
+    tmp_path: Path, operator_ui: OperatorUi, request: pytest.FixtureRequest
 ) -> None:
-    from choosemypower_dagster_tests.test_operator_view import refresh_then_check
+    """On the shared webserver: its instance holds a health_checks run after a refresh."""
+    assert operator_ui.gql("mutation { setNuxSeen }")["setNuxSeen"] is True
 
-    env = dagster_env(dagster_home, sandbox.url, f"sqlite:///{tmp_path / 'warehouse.sqlite'}")
-    port = free_port()
-    log = tmp_path / "webserver.log"
-    webserver = start_webserver(env, port, log)
-    gql = GraphQL(f"http://127.0.0.1:{port}")
-    try:
-        refresh_then_check(env)
-        gql.wait_until_loaded(webserver, log, timeout=90)
-        assert gql("mutation { setNuxSeen }")["setNuxSeen"] is True
+    url = f"{operator_ui.url}{CHECKS_PAGE}"
+    dom = chromium(url, tmp_path / "profile-dom", "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    for shown in ("refresh_status", "stale_cities", "refresh_health"):
+        assert shown in dom.stdout, f"{shown} not on {CHECKS_PAGE}"
 
-        url = f"http://127.0.0.1:{port}{CHECKS_PAGE}"
-        dom = chromium(url, tmp_path / "profile-dom", "--dump-dom")
-        assert dom.returncode == 0, dom.stderr[-2000:]
-        for shown in ("refresh_status", "stale_cities", "refresh_health"):
-            assert shown in dom.stdout, f"{shown} not on {CHECKS_PAGE}"
-
-        shot = tmp_path / "city-plans-checks.png"
-        result = chromium(url, tmp_path / "profile-shot", f"--screenshot={shot}")
-        assert result.returncode == 0, result.stderr[-2000:]
-        data = shot.read_bytes()
-        assert png_size(data) == (WIDTH, HEIGHT)
-        assert len(data) > 30_000
-        if request.config.getoption("--update-snapshots"):
-            shutil.copyfile(shot, CHECKS_SCREENSHOT)
-    finally:
-        stop_process(webserver)
-        gql.close()
+    shot = tmp_path / "city-plans-checks.png"
+    result = chromium(url, tmp_path / "profile-shot", f"--screenshot={shot}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = shot.read_bytes()
+    assert png_size(data) == (WIDTH, HEIGHT)
+    assert len(data) > 30_000
+    if request.config.getoption("--update-snapshots"):
+        shutil.copyfile(shot, CHECKS_SCREENSHOT)

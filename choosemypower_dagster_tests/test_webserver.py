@@ -135,6 +135,16 @@ class GraphQL:
         self.http.close()
 
 
+@dataclass
+class OperatorUi:
+    """A running webserver over an instance that holds a refresh and a health_checks run
+    (conftest's session fixture `operator_ui`)."""
+
+    env: dict[str, str]
+    url: str
+    gql: GraphQL
+
+
 LOCATIONS = """
 { workspaceOrError { ... on Workspace { locationEntries {
     name loadStatus locationOrLoadError { __typename ... on PythonError { message } }

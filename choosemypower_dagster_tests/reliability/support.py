@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import redirect_stderr, redirect_stdout
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -18,6 +21,7 @@ import sqlalchemy as sa
 
 from choosemypower_dagster.catalog.cities import load_catalog
 from choosemypower_dagster.catalog.keys import city_keys
+from choosemypower_dagster.comparepower import pacing as throttle
 from choosemypower_dagster.orchestration.assets.export import site_export
 from choosemypower_dagster.orchestration.assets.plans import refresh_city_plans
 from choosemypower_dagster.orchestration.assets.reference import tdsp_territories, texas_cities
@@ -27,9 +31,11 @@ from choosemypower_dagster.orchestration.resources import CityCatalogResource, W
 from choosemypower_dagster.orchestration.tags import RANGE_END_TAG, RANGE_START_TAG
 from choosemypower_dagster.sandbox import SandboxServer
 from choosemypower_dagster.warehouse import schema as t
+from choosemypower_dagster.warehouse.engine import dispose_engines
 from choosemypower_dagster_tests.conftest import fast_client
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFINITIONS_MODULE = "choosemypower_dagster.definitions"
 
 # Columns a run restamps without changing what they describe: the rollups are recomputed
 # (same values) by every run, and the refresh log gets one row per run by design.
@@ -272,6 +278,49 @@ def command_env(dagster_home: Path, **settings: str) -> dict[str, str]:
 
 def refresh_command(args: Sequence[str] = ()) -> list[str]:
     return [sys.executable, "-m", "choosemypower_dagster.refresh", *args]
+
+
+def refresh_in_process(
+    env: Mapping[str, str], args: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
+    """The refresh command's `main(argv)` in this process, in the environment `env`.
+
+    What a subprocess would print and return, without its 2-8 s of imports: for the checks
+    that stop the command before any run (settings, arguments, the instance's config) and
+    for tests about what a refresh does rather than about the process (signals, crashes and
+    concurrency keep `run_refresh_command`).
+    """
+    from choosemypower_dagster.cli.refresh import main
+
+    saved, cwd = dict(os.environ), os.getcwd()
+    out, err = io.StringIO(), io.StringIO()
+    throttle.reset_all()  # a new process starts with a closed breaker and no pacing
+    # The definitions read the environment when imported (`build_resources`): the command
+    # imports them once its settings are checked, so it gets them fresh, as a process would.
+    earlier = sys.modules.pop(DEFINITIONS_MODULE, None)
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        os.chdir(PROJECT_ROOT)
+        with warnings.catch_warnings(), redirect_stdout(out), redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse's errors, or a message as the interpreter would
+                if isinstance(exc.code, int) or exc.code is None:
+                    code = exc.code or 0
+                else:
+                    print(exc.code, file=sys.stderr)
+                    code = 1
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        os.chdir(cwd)
+        dispose_engines()
+        sys.modules.pop(DEFINITIONS_MODULE, None)
+        if earlier is not None:  # the rest of the session keeps the definitions it imported
+            sys.modules[DEFINITIONS_MODULE] = earlier
+            sys.modules["choosemypower_dagster"].definitions = earlier  # type: ignore[attr-defined]
+    return subprocess.CompletedProcess(refresh_command(args), code, out.getvalue(), err.getvalue())
 
 
 def run_refresh_command(

@@ -1,12 +1,20 @@
 """Bad configuration: the refresh command stops before any run with one clear line naming the
-setting (exit status 2), never a traceback, and never a password."""
+setting (exit status 2), never a traceback, and never a password.
+
+The command's `main(argv)` runs in process (a subprocess spends ~8 s importing Dagster); one
+test runs the real command to prove a real process prints and exits the same way.
+"""
 
 from pathlib import Path
 
 import pytest
 
 from choosemypower_dagster.sandbox import SandboxServer
-from choosemypower_dagster_tests.reliability.support import command_env, run_refresh_command
+from choosemypower_dagster_tests.reliability.support import (
+    command_env,
+    refresh_in_process,
+    run_refresh_command,
+)
 
 pytestmark = pytest.mark.reliability
 
@@ -28,7 +36,7 @@ def _assert_clear_error(done, setting: str, *also: str) -> str:
 @pytest.mark.parametrize("url", ["not-a-url", "ftp://example.com", "http://"])
 def test_invalid_api_url(tmp_path: Path, url: str):
     env = command_env(tmp_path / "home", COMPAREPOWER_API_URL=url)
-    done = run_refresh_command(env, ["--tiers", "tier1"], timeout=120)
+    done = refresh_in_process(env, ["--tiers", "tier1"])
     _assert_clear_error(done, "COMPAREPOWER_API_URL", repr(url))
 
 
@@ -39,7 +47,7 @@ def test_unreachable_database(tmp_path: Path, sandbox: SandboxServer):
         COMPAREPOWER_API_URL=sandbox.url,
         CHOOSEMYPOWER_DATABASE_URL=f"postgresql://postgres:{password}@127.0.0.1:1/x",
     )
-    done = run_refresh_command(env, ["--tiers", "tier1"], timeout=120)
+    done = refresh_in_process(env, ["--tiers", "tier1"])
     output = _assert_clear_error(done, "CHOOSEMYPOWER_DATABASE_URL", "127.0.0.1:1")
     assert password not in output
     assert sandbox.stats()["requests"] == 0  # stopped before calling the API
@@ -49,7 +57,7 @@ def test_unparseable_database_url(tmp_path: Path, sandbox: SandboxServer):
     env = command_env(
         tmp_path / "home", COMPAREPOWER_API_URL=sandbox.url, CHOOSEMYPOWER_DATABASE_URL="nope"
     )
-    done = run_refresh_command(env, ["--tiers", "tier1"], timeout=120)
+    done = refresh_in_process(env, ["--tiers", "tier1"])
     _assert_clear_error(done, "CHOOSEMYPOWER_DATABASE_URL")
 
 
@@ -62,6 +70,13 @@ def test_unwritable_export_directory(tmp_path: Path, sandbox: SandboxServer):
         COMPAREPOWER_API_URL=sandbox.url,
         CHOOSEMYPOWER_EXPORT_DIR=str(export_dir),
     )
-    done = run_refresh_command(env, ["--tiers", "tier1"], timeout=120)
+    done = refresh_in_process(env, ["--tiers", "tier1"])
     _assert_clear_error(done, "CHOOSEMYPOWER_EXPORT_DIR", str(export_dir))
     assert sandbox.stats()["requests"] == 0
+
+
+def test_the_real_command_stops_on_a_bad_setting_in_one_line(tmp_path: Path):
+    """The smoke test of the in-process runs above: a real process, its real output."""
+    env = command_env(tmp_path / "home", COMPAREPOWER_API_URL="not-a-url")
+    done = run_refresh_command(env, ["--tiers", "tier1"], timeout=120)
+    _assert_clear_error(done, "COMPAREPOWER_API_URL", repr("not-a-url"))

@@ -4,7 +4,8 @@ A bad setting, an empty --cities, a malformed catalog or an unsupported database
 command before any run with one line naming the setting and its value (exit status 2). A
 locked warehouse, a full disk or a failed blocking check end the refresh with a summary
 line naming the file, the error and the check with what it found (exit status 1), beside
-the previous data and export, whole.
+the previous data and export, whole. The errors before any run are checked in process
+(`main(argv)`); the failures during a refresh run the real command.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from choosemypower_dagster_tests.reliability.support import (
     command_env,
     good_state,
     key_slice,
+    refresh_in_process,
     run_refresh_command,
 )
 from choosemypower_dagster_tests.reliability.test_bad_config import SOUP
@@ -64,7 +66,7 @@ def test_a_bad_setting_is_named_with_its_value_before_any_run(
     tmp_path: Path, sandbox: SandboxServer, name: str, value: str, expected: str
 ):
     env = command_env(tmp_path / "home", COMPAREPOWER_API_URL=sandbox.url, **{name: value})
-    done = run_refresh_command(env, ["--cities", CITIES[0]], timeout=120)
+    done = refresh_in_process(env, ["--cities", CITIES[0]])
     _one_line(done, name, expected)
     assert sandbox.stats()["requests"] == 0
 
@@ -74,7 +76,7 @@ def test_an_empty_selection_is_refused_not_taken_for_everything(
     tmp_path: Path, sandbox: SandboxServer, option: str
 ):
     env = command_env(tmp_path / "home", COMPAREPOWER_API_URL=sandbox.url)
-    done = run_refresh_command(env, [option, " , "], timeout=120)
+    done = refresh_in_process(env, [option, " , "])
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"{option} names nothing" in done.stderr
     assert "cities refreshed" not in done.stdout
@@ -87,7 +89,7 @@ def test_a_malformed_catalog_is_one_line(tmp_path: Path, sandbox: SandboxServer)
     env = command_env(
         tmp_path / "home", COMPAREPOWER_API_URL=sandbox.url, CHOOSEMYPOWER_CITY_CATALOG=str(catalog)
     )
-    done = run_refresh_command(env, ["--tiers", "tier1"], timeout=120)
+    done = refresh_in_process(env, ["--tiers", "tier1"])
     _one_line(done, "CHOOSEMYPOWER_CITY_CATALOG", str(catalog), "header lacks column(s)")
 
     packaged = Path(__file__).resolve().parents[2] / "choosemypower_dagster/data/cities.csv"
@@ -95,7 +97,7 @@ def test_a_malformed_catalog_is_one_line(tmp_path: Path, sandbox: SandboxServer)
     rows[2] = rows[2].replace("tier1", "tier9", 1)  # bad rows, with the right header
     rows[3] = rows[3].replace("tier1", "tier9", 1)
     catalog.write_text("\n".join(rows) + "\n")
-    done = run_refresh_command(env, ["--tiers", "tier1"], timeout=120)
+    done = refresh_in_process(env, ["--tiers", "tier1"])
     _one_line(done, "CHOOSEMYPOWER_CITY_CATALOG", "2 problem(s)", "'tier9' is not one of")
     assert sandbox.stats()["requests"] == 0
 
@@ -107,7 +109,7 @@ def test_an_unsupported_database_url_is_one_line(tmp_path: Path, sandbox: Sandbo
         COMPAREPOWER_API_URL=sandbox.url,
         CHOOSEMYPOWER_DATABASE_URL=f"mysql://root:{password}@127.0.0.1/plans",
     )
-    done = run_refresh_command(env, ["--tiers", "tier1"], timeout=120)
+    done = refresh_in_process(env, ["--tiers", "tier1"])
     line = _one_line(done, "CHOOSEMYPOWER_DATABASE_URL", "unsupported database 'mysql'")
     assert password not in line
 

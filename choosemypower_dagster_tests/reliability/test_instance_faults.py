@@ -31,6 +31,7 @@ from choosemypower_dagster_tests.reliability.support import (
     catalog_tdsps,
     command_env,
     refresh_command,
+    refresh_in_process,
     run_refresh_command,
     single_tdsp_run,
 )
@@ -71,7 +72,7 @@ def test_a_broken_instance_config_is_one_line_naming_the_file(
     home.mkdir()
     (home / "dagster.yaml").write_text(yaml)
     env = command_env(home, COMPAREPOWER_API_URL=sandbox.url)
-    done = run_refresh_command(env, ["--cities", CITIES[0]], timeout=120)
+    done = refresh_in_process(env, ["--cities", CITIES[0]])
     _one_config_line(done, f"{home / 'dagster.yaml'} cannot be used", expected)
     assert sandbox.stats()["requests"] == 0
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from choosemypower_dagster.sandbox import SandboxServer
-from choosemypower_dagster_tests.reliability.support import command_env, run_refresh_command
+from choosemypower_dagster_tests.reliability.support import command_env, refresh_in_process
 from choosemypower_dagster_tests.reliability.test_error_causes import CITIES, _one_line
 
 pytestmark = pytest.mark.reliability
@@ -35,7 +35,7 @@ def test_an_unusable_setting_is_one_line_before_any_run(
 ) -> None:
     settings = {"COMPAREPOWER_API_URL": sandbox.url, name: value.format(url=sandbox.url)}
     env = command_env(tmp_path / "home", **settings)
-    done = run_refresh_command(env, ["--cities", CITIES[0]], timeout=120)
+    done = refresh_in_process(env, ["--cities", CITIES[0]])
     line = _one_line(done, name, expected)
     assert KEY not in done.stdout + done.stderr, line
     assert sandbox.stats()["requests"] == 0
