@@ -137,14 +137,14 @@ PROVIDERS_SPEC = dg.AssetSpec(
 def _summaries_result(
     warehouse: WarehouseResource,
     now: datetime,
+    inputs: str,
     notes: dict[str, Any],
     run_figures: dict[str, Any],
 ) -> tuple[dg.MaterializeResult, pd.DataFrame]:
     """The summaries' materialization, with the run's and each TDSP's figures the UI plots,
-    and the city plans they were computed from."""
+    and the city plans they were computed from (recomputed only when `inputs` changed)."""
     plans: pd.DataFrame | None = None
     with warehouse.begin() as conn:
-        inputs = plan_sets.rollup_inputs_hash(conn)
         recomputed = not plan_sets.rollup_current(conn, CITY_SUMMARIES.path[-1], inputs)
         if recomputed:
             plans = rollups.active_city_plans(conn)  # read once for both roll-ups
@@ -218,10 +218,9 @@ def _per_tdsp_metadata(by_tdsp: pd.DataFrame, written: int) -> dict[str, Any]:
 
 
 def _providers_result(
-    warehouse: WarehouseResource, now: datetime, city_plans: pd.DataFrame | None
+    warehouse: WarehouseResource, now: datetime, inputs: str, city_plans: pd.DataFrame | None
 ) -> dg.MaterializeResult:
     with warehouse.begin() as conn:
-        inputs = plan_sets.rollup_inputs_hash(conn)
         recomputed = not plan_sets.rollup_current(conn, PROVIDERS.path[-1], inputs)
         if recomputed:
             stats = rollups.compute_providers(conn, city_plans)
@@ -371,11 +370,15 @@ def refresh_city_plans(
     run_meta = _run_metadata(totals, len(slugs), time.monotonic() - started)
     now = datetime.now(UTC)
     city_plans = None  # read once by the summaries, shared with the providers
+    if {CITY_SUMMARIES, PROVIDERS} & selected:  # what both roll-ups read, hashed once
+        with warehouse.begin() as conn:
+            inputs = plan_sets.rollup_inputs_hash(conn)
     if CITY_SUMMARIES in selected:
-        summaries, city_plans = _summaries_result(warehouse, now, notes, run_meta if slugs else {})
+        figures = run_meta if slugs else {}
+        summaries, city_plans = _summaries_result(warehouse, now, inputs, notes, figures)
         yield summaries
     if PROVIDERS in selected:
-        yield _providers_result(warehouse, now, city_plans)
+        yield _providers_result(warehouse, now, inputs, city_plans)
     run_meta["seconds"] = round(time.monotonic() - started, 2)  # the roll-ups included
 
     if slugs:
