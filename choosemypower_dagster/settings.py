@@ -166,6 +166,13 @@ HISTORY_RETENTION_DAYS = Setting(
     "price history kept by the weekly warehouse maintenance",
     minimum=1,
 )
+SQLITE_BUSY_TIMEOUT_SECONDS = Setting(
+    "CHOOSEMYPOWER_SQLITE_BUSY_TIMEOUT_SECONDS",
+    "30",
+    "how long a write to a SQLite warehouse waits for another writer's lock before it fails "
+    "with `database is locked`",
+    minimum=0,
+)
 STALE_HOURS_TIER1 = Setting(
     "CHOOSEMYPOWER_STALE_HOURS_TIER1",
     "2",
@@ -202,6 +209,7 @@ SETTINGS: tuple[Setting, ...] = (
     RETRY_MAX_ATTEMPTS,
     RETRY_BASE_DELAY_MINUTES,
     HISTORY_RETENTION_DAYS,
+    SQLITE_BUSY_TIMEOUT_SECONDS,
     USAGE_PROFILE,
     STALE_HOURS_TIER1,
     STALE_HOURS_TIER2,

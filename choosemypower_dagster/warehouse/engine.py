@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
-from choosemypower_dagster.settings import DATABASE_URL
+from choosemypower_dagster.settings import DATABASE_URL, SQLITE_BUSY_TIMEOUT_SECONDS
 from choosemypower_dagster.warehouse.migrate import upgrade
 from choosemypower_dagster.warehouse.urls import normalize_url, redact
 
@@ -21,12 +23,17 @@ class WarehouseConfigError(RuntimeError):
     """The warehouse URL is unusable; the message names the setting, never the password."""
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API connection
-    cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
+def _sqlite_pragmas(busy_timeout_s: float) -> Callable[[Any, Any], None]:
+    """The connect hook of a SQLite engine: WAL, and wait `busy_timeout_s` for a writer's lock."""
+
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        cursor.close()
+
+    return on_connect
 
 
 def get_engine(url: str) -> sa.Engine:
@@ -51,8 +58,9 @@ def get_engine(url: str) -> sa.Engine:
         try:
             if backend == "sqlite" and parsed.database:
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-                engine = sa.create_engine(url, connect_args={"timeout": 30})
-                sa.event.listen(engine, "connect", _sqlite_pragmas)
+                busy_timeout_s = SQLITE_BUSY_TIMEOUT_SECONDS.number()
+                engine = sa.create_engine(url, connect_args={"timeout": busy_timeout_s})
+                sa.event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_s))
             else:
                 engine = sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
         except (ImportError, OSError, sa.exc.ArgumentError) as exc:  # no driver, bad path
