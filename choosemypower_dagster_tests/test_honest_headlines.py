@@ -379,14 +379,17 @@ def test_providers_carry_their_figures_per_tdsp(refreshed) -> None:
     assert all("cheapestRate1000Kwh" not in p for p in summary["topProviders"])
 
 
-def test_plan_files_carry_their_refresh_time_and_export_id(refreshed, monkeypatch) -> None:
+def test_plan_files_carry_their_change_time_and_export_id(refreshed, monkeypatch) -> None:
     cities = {c["slug"]: c for c in json.loads(refreshed.files["cities-tx.json"])["cities"]}
     summary = json.loads(refreshed.files["build-summary.json"])
     assert summary["exportId"] == refreshed.export_id
     for slug in refreshed.keys:
         document = json.loads(refreshed.files[f"plans-{slug}.json"])
         assert document["exportId"] == refreshed.export_id
-        assert document["plansRefreshedAt"] == cities[slug]["plansRefreshedAt"] is not None
+        assert "plansRefreshedAt" not in document  # cities-tx.json's: it moves every refresh
+        changed = document["plansChangedAt"]
+        assert changed == cities[slug]["plansChangedAt"] is not None
+        assert changed <= cities[slug]["plansRefreshedAt"]
 
     # An export with nothing new: the plan files are the same files (hard links), so each
     # keeps the id of the export that wrote it; build-summary.json names the new export.
@@ -403,7 +406,27 @@ def test_plan_files_carry_their_refresh_time_and_export_id(refreshed, monkeypatc
         name = f"plans-{slug}.json"
         assert (refreshed.export_dir / name).stat().st_ino == inodes[name]
         assert json.loads(files[name])["exportId"] == refreshed.export_id
-    refreshed.files = files  # the same content for the tests after this one
+
+    # A forced refresh that finds the same plans: each city's refresh time moves in
+    # cities-tx.json, and not one plan file is written: each is linked from the last export.
+    cities_before = cities
+    inodes = {p.name: p.stat().st_ino for p in refreshed.export_dir.iterdir()}
+    keys = refreshed.keys
+    same = city_run(refreshed.defs, refreshed.instance, keys[0], keys[-1], force=True)
+    assert same.success
+    rewritten = {
+        p.name for p in refreshed.export_dir.iterdir() if p.stat().st_ino != inodes.get(p.name)
+    }
+    assert rewritten == {"cities-tx.json", "build-summary.json"}, rewritten
+    assert export_metadata(same)["files_rewritten"].value == len(rewritten)
+    files = snapshot(refreshed.export_dir)
+    cities = {c["slug"]: c for c in json.loads(files["cities-tx.json"])["cities"]}
+    for slug in keys:
+        document = json.loads(files[f"plans-{slug}.json"])
+        assert document["plansChangedAt"] == cities_before[slug]["plansChangedAt"], slug
+        assert cities[slug]["plansChangedAt"] == document["plansChangedAt"], slug
+        assert cities[slug]["plansRefreshedAt"] > cities_before[slug]["plansRefreshedAt"], slug
+    refreshed.files = files  # the same plans for the tests after this one
 
 
 def test_the_export_is_the_same_whichever_encoding_the_api_uses(refreshed, monkeypatch) -> None:

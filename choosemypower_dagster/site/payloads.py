@@ -176,11 +176,13 @@ def _plan_entry(row: Any) -> dict[str, Any]:
 def _city_entry(
     city: Any,
     summary: Any,
+    changed_at: datetime | None,
     has_file: bool,
     facts: dict[str, PlanFacts],
     profile: UsageProfile,
 ) -> dict[str, Any]:
-    """A city with its summary (`summary` is a row mapping, or None before any refresh)."""
+    """A city with its summary (`summary` is a row mapping, or None before any refresh) and
+    when its plans last changed."""
     s = summary or {}
     entry: dict[str, Any] = {
         "slug": city.slug,
@@ -196,6 +198,7 @@ def _city_entry(
         **_summary_figures(s, facts, profile),
     }
     entry["plansRefreshedAt"] = iso(s.get("plans_refreshed_at"))
+    entry["plansChangedAt"] = iso(changed_at)
     entry["summaryComputedAt"] = iso(s.get("computed_at"))
     entry["plansFile"] = plans_file(city.slug) if has_file else None
     return entry
@@ -527,11 +530,22 @@ def _plans_file_territory(city: Any, territory: Territory, asks: Asks) -> bytes:
     )
 
 
-def _plans_file_stamps(summary: Any) -> bytes:
-    """The end of a plan file: when its city's plans were refreshed, and the export that
-    wrote it (`publish` puts the id in place of the stamp; see `EXPORT_ID_STAMP`)."""
-    refreshed = iso(summary["plans_refreshed_at"]) if summary is not None else None
-    return b',"plansRefreshedAt":' + dumps(refreshed) + b',"exportId":"' + EXPORT_ID_STAMP + b'"}'
+def _plans_file_stamps(changed_at: datetime | None) -> bytes:
+    """The end of a plan file: when its city's plans last changed, and the export that wrote
+    it (`publish` puts the id in place of the stamp; see `EXPORT_ID_STAMP`).
+
+    Not when they were last refreshed (cities-tx.json says that): a refresh that finds the
+    same plans leaves the file's bytes the same, so the export links it instead of rewriting
+    it, and an unchanged hourly refresh writes none of the ~90 MB of plan files.
+    """
+    changed = dumps(iso(changed_at))
+    return b',"plansChangedAt":' + changed + b',"exportId":"' + EXPORT_ID_STAMP + b'"}'
+
+
+def plans_changed_at(conn: sa.Connection) -> dict[str, datetime | None]:
+    """City slug -> when its plan set (its plans, their prices and TDSPs) last changed."""
+    c = t.city_plan_sets.c
+    return dict(conn.execute(sa.select(c.city_slug, c.changed_at)).tuples().all())
 
 
 def _zip_index(cities: list[Any], territory: Territory, asks: dict[str, Asks]) -> bytes:
@@ -617,6 +631,7 @@ def build_site_files(
         row.city_slug: row._mapping for row in conn.execute(sa.select(t.city_summaries)).all()
     }
     territory = load_territory(conn)
+    changed = plans_changed_at(conn)
 
     plan_files = 0
     city_entries = []
@@ -630,11 +645,11 @@ def build_site_files(
                 + b",".join(encoded[pid] for pid in ids)
                 + b"]"
                 + _plans_file_territory(city, territory, asks[city.slug])
-                + _plans_file_stamps(summaries.get(city.slug))
+                + _plans_file_stamps(changed.get(city.slug))
             )
             plan_files += 1
         summary = summaries.get(city.slug)
-        entry = _city_entry(city, summary, bool(listed), facts, profile)
+        entry = _city_entry(city, summary, changed.get(city.slug), bool(listed), facts, profile)
         entry.update(_territory_fields(city, territory, entry, asks[city.slug], facts, profile))
         if len(_city_duns(city)) > 1:
             _only_per_tdsp(entry)
