@@ -19,8 +19,11 @@ demo: $(STAMP)
 	$(BIN)/python -m choosemypower_dagster.cli.demo
 
 ## The test suite (PostgreSQL cases run when CHOOSEMYPOWER_TEST_POSTGRES_URL is set). CI runs this.
+## Whole modules run in TEST_WORKERS parallel workers (pytest-xdist), in collection order (the
+## longest first: conftest.py); most tests wait on servers and subprocesses.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 ## The unit tests only (marker `unit`, set in conftest): no webserver, subprocess or full refresh.
 test-fast: $(STAMP)

@@ -332,14 +332,35 @@ def is_integration(item: pytest.Item) -> bool:
     )
 
 
+#: The modules that take longest (over 45 s each on 2 cores), longest first. `make test` runs
+#: whole modules in parallel workers (`--dist loadscope`), which take them in collection order:
+#: started first, they do not leave one worker busy alone at the end of the run.
+LONGEST_MODULES = (
+    "test_tdsp_outage.py",
+    "test_production_topology.py",
+    "test_partial_refresh.py",
+    "test_refresh_command.py",
+    "test_webserver.py",
+    "test_crash.py",
+    "test_export_signals.py",
+)
+
+
+def _started_first(item: pytest.Item) -> int:
+    name = item.path.name
+    return LONGEST_MODULES.index(name) if name in LONGEST_MODULES else len(LONGEST_MODULES)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test `unit` or `integration`: `make test-fast` runs `pytest -m unit`.
+    """Mark every test `unit` or `integration`: `make test-fast` runs `pytest -m unit`; and put
+    the longest modules first (a stable sort: the rest keep their order).
 
     Unit: pure logic in this process, a loopback sandbox at most; no warehouse, webserver,
     subprocess or Dagster instance on disk.
     """
     for item in items:
         item.add_marker(pytest.mark.integration if is_integration(item) else pytest.mark.unit)
+    items.sort(key=_started_first)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
