@@ -37,10 +37,10 @@ from choosemypower_dagster.comparepower.client import ComparePowerClient
 from choosemypower_dagster.orchestration.operator_checks import retry_queue
 from choosemypower_dagster.sandbox import SandboxConfig, SandboxServer
 from choosemypower_dagster_tests.test_webserver import (
-    BIN,
     LAUNCH_BACKFILL,
     PROJECT_ROOT,
     GraphQL,
+    daemon_args,
     dagster_env,
     free_port,
     start_process,
@@ -288,11 +288,7 @@ def run_scenario(workdir: Path, backfill_mode: str) -> Figures:
             # The daemon: the retry sensor retries while the API still fails (one attempt).
             sandbox.reset_stats()
             daemon_log = workdir / "daemon.log"
-            procs.append(
-                start_process(
-                    [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, daemon_log
-                )
-            )
+            procs.append(start_process(daemon_args("run", "-w", "workspace.yaml"), env, daemon_log))
 
             def gave_up() -> bool:
                 # the retry sensor spent its attempts on every failed city (probing the TDSP,
