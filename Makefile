@@ -20,7 +20,9 @@ demo: $(STAMP)
 
 ## The test suite (PostgreSQL cases run when CHOOSEMYPOWER_TEST_POSTGRES_URL is set). CI runs this.
 ## Whole modules run in TEST_WORKERS parallel workers (pytest-xdist), in collection order (the
-## longest first: conftest.py); most tests wait on servers and subprocesses.
+## longest first: conftest.py); most tests wait on servers, daemons and subprocesses. Two, not
+## three: on two cores three measured 618 s and 747 s, two 678 s and 717 s, and a third worker
+## loads the machine the timing-sensitive tests run on. TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
