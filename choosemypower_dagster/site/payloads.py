@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from choosemypower_dagster.pricing.components import price_known_for_year
 from choosemypower_dagster.pricing.profile import MONTHS, UsageProfile, configured_profile
 from choosemypower_dagster.site.publish import EXPORT_ID_STAMP
+from choosemypower_dagster.warehouse import plan_sets
 from choosemypower_dagster.warehouse import schema as t
 
 USAGES = t.USAGES
@@ -542,12 +543,6 @@ def _plans_file_stamps(changed_at: datetime | None) -> bytes:
     return b',"plansChangedAt":' + changed + b',"exportId":"' + EXPORT_ID_STAMP + b'"}'
 
 
-def plans_changed_at(conn: sa.Connection) -> dict[str, datetime | None]:
-    """City slug -> when its plan set (its plans, their prices and TDSPs) last changed."""
-    c = t.city_plan_sets.c
-    return dict(conn.execute(sa.select(c.city_slug, c.changed_at)).tuples().all())
-
-
 def _zip_index(cities: list[Any], territory: Territory, asks: dict[str, Asks]) -> bytes:
     """zip-tdsp-tx.json: every ZIP of a listed city to its type, TDSPs, city pages, the
     public-power utilities of those pages, and whether the site needs the address: a home
@@ -631,7 +626,7 @@ def build_site_files(
         row.city_slug: row._mapping for row in conn.execute(sa.select(t.city_summaries)).all()
     }
     territory = load_territory(conn)
-    changed = plans_changed_at(conn)
+    changed = plan_sets.last_changed(conn)
 
     plan_files = 0
     city_entries = []

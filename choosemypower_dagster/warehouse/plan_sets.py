@@ -117,6 +117,13 @@ def last_checked(conn: sa.Connection) -> dict[str, datetime]:
     return dict(conn.execute(sa.select(c.city_slug, c.refreshed_at)).tuples().all())
 
 
+def last_changed(conn: sa.Connection) -> dict[str, datetime | None]:
+    """City slug -> when its plan set (its plans, their prices, its TDSPs) last changed, i.e.
+    its availability was last written (None: before migration 0008)."""
+    c = t.city_plan_sets.c
+    return dict(conn.execute(sa.select(c.city_slug, c.changed_at)).tuples().all())
+
+
 def stamp_summaries_refreshed(conn: sa.Connection) -> int:
     """Bring each summary's `plans_refreshed_at` up to its city's last refresh; returns the
     rows that needed it (the cities refreshed since the roll-up)."""
