@@ -149,10 +149,10 @@ def run_refresh(
     from choosemypower_dagster.orchestration.tags import TIERS_TAG, process_tags, trigger_tags
 
     started = time.monotonic()
-    warehouse = _resource("warehouse")
+    instance = instance or dg.DagsterInstance.get()
+    warehouse = _resource("warehouse", instance)
     export_dir = resolve_export_dir()
     export_before = current_export(export_dir)
-    instance = instance or dg.DagsterInstance.get()
     recovered = recover_abandoned_runs(instance)
     report = report if report is not None else RefreshReport()
     if cities:
@@ -257,7 +257,7 @@ def alert_failed_runs(
 
     if sensor_daemon_running(instance):
         return []
-    alerts = _resource("alerts")
+    alerts = _resource("alerts", instance)
     deliveries = list(retry_pending_alerts(instance, warehouse).values())
     # the sensors' work while no daemon runs: an outage this command's runs ended, reminders
     deliveries += check_incidents(instance, alerts)
@@ -282,14 +282,19 @@ def alert_failed_runs(
     return deliveries
 
 
-def _resource(name: str) -> Any:
+def _resource(name: str, instance: dg.DagsterInstance | None = None) -> Any:
     """A resource of the definitions, its EnvVar fields resolved as a run resolves them.
 
-    Outside a run a resource still holds the variable's name, not its value.
+    Outside a run a resource still holds the variable's name, not its value. Given the open
+    instance, it is used; without one (the configuration checks, before the instance is
+    opened) Dagster makes a throwaway in-memory instance, which costs a tenth of a second.
     """
     from choosemypower_dagster.definitions import defs  # after DAGSTER_HOME is settled
 
-    return defs.resources[name].process_config_and_initialize()
+    if instance is None:
+        return defs.resources[name].process_config_and_initialize()
+    with dg.build_resources({name: defs.resources[name]}, instance=instance) as resources:
+        return getattr(resources, name)
 
 
 def check_configuration() -> None:
