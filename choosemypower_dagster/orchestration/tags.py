@@ -15,6 +15,8 @@ from choosemypower_dagster.orchestration.partitions import tier_key_range
 # Dagster's own tags of a ranged run: the partition range it covers.
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+# Dagster's own tag of a run over one partition.
+PARTITION_TAG = "dagster/partition"
 
 # Dagster's own tag of a run launched by a backfill (its value: the backfill's id).
 BACKFILL_TAG = "dagster/backfill"

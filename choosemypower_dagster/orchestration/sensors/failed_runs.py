@@ -41,6 +41,7 @@ from choosemypower_dagster.orchestration.tags import (
     ALERT_ERROR_TAG,
     ALERT_RETRY_AT_TAG,
     ALERT_TAG,
+    PARTITION_TAG,
     RANGE_END_TAG,
     RANGE_START_TAG,
     TIERS_TAG,
@@ -83,7 +84,7 @@ def run_failure_payload(
         "event": "run_failed",
         "job": run.job_name,
         "run_id": run.run_id,
-        "partition": tags.get("dagster/partition"),
+        "partition": tags.get(PARTITION_TAG),
         "partition_range": (
             {"start": tags[RANGE_START_TAG], "end": tags.get(RANGE_END_TAG)}
             if RANGE_START_TAG in tags

@@ -16,13 +16,12 @@ from choosemypower_dagster.catalog.keys import tier_of_city
 from choosemypower_dagster.orchestration.jobs import CITY_JOB, health_checks
 from choosemypower_dagster.orchestration.keys import CITY_PLANS
 from choosemypower_dagster.orchestration.tags import (
+    PARTITION_TAG,
     RANGE_END_TAG,
     RANGE_START_TAG,
     backfill_tags,
     trigger_tags,
 )
-
-PARTITION = "dagster/partition"  # Dagster's tag of a single-partition run
 
 
 def refreshed_city_plans(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
@@ -47,7 +46,7 @@ def tag_backfill_run(instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
     """Give a run a UI backfill launched the project's tags (trigger, tiers), so it is found
     on the Runs page with the others (the backfill dialog adds none by itself)."""
     tiers = tier_of_city()
-    keys = [run.tags.get(RANGE_START_TAG), run.tags.get(RANGE_END_TAG), run.tags.get(PARTITION)]
+    keys = [run.tags.get(RANGE_START_TAG), run.tags.get(RANGE_END_TAG), run.tags.get(PARTITION_TAG)]
     found = sorted({tiers[k] for k in keys if k in tiers})
     tags = backfill_tags(dict(run.tags), found)
     if tags:
