@@ -7,6 +7,7 @@ pool at 1 (the shipped limit: the plan steps queue for the slot across processes
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -20,6 +21,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from choosemypower_dagster.catalog.cities import packaged_catalog_path
 from choosemypower_dagster.catalog.keys import city_keys_by_tier
 from choosemypower_dagster.catalog.tdsps import load_tdsps
 from choosemypower_dagster.comparepower.parsing import parse_plans
@@ -108,8 +110,13 @@ def test_overlapping_refreshes_at_once_keep_plans_unique_and_cities_complete(
                 ids_before = _plan_ids(conn)
             assert ids_before
 
-            # Prices move (and plans come and go), so both runs update, mint and retire.
+            # Prices move (and plans come and go), so both runs update, mint and retire; the
+            # catalog, read from another path, is written again by both, at once.
             sandbox.configure(price_epoch=3)
+            moved = tmp_path / "catalog" / "cities.csv"
+            moved.parent.mkdir()
+            shutil.copyfile(packaged_catalog_path(), moved)
+            env["CHOOSEMYPOWER_CITY_CATALOG"] = str(moved)
             instance.event_log_storage.set_concurrency_slots(API_POOL, api_pool_limit)
             runs_before = len(instance.get_runs())
             procs = [_refresh(env, first), _refresh(env, second)]

@@ -74,6 +74,7 @@ def test_refresh_of_two_cities_then_a_failing_tdsp(
     assert summary_figure(out, "API calls") == "2 (cache hits: 0)"
     assert summary_figure(out, "API").endswith("(data source: sandbox)")
     assert summary_figure(out, "Dagster runs") == "3"  # catalog, then one run per city range
+    assert summary_figure(out, "catalog").startswith("refreshed in run ")
     assert sandbox.stats()["plans_requests_by_tdsp"] == {a.tdsp_duns[0]: 1, b.tdsp_duns[0]: 1}
 
     runs = instance_runs(dagster_home)
@@ -105,9 +106,15 @@ def test_refresh_of_two_cities_then_a_failing_tdsp(
     assert not re.search(rf"^\s*{re.escape(a.slug)}: ", out, re.MULTILINE)
     # no daemon runs here: the command alerts its failed run itself (to the log, no webhook)
     assert summary_figure(out, "alerts").startswith("1 failed run(s)")
+    # the same catalog files, code and warehouse: the catalog run is not run again
+    first_catalog = next(r.run_id for r in runs if r.job_name == "reference_refresh")
+    assert summary_figure(out, "catalog") == (
+        f"unchanged since run {first_catalog} (files, code and warehouse the same): not run again"
+    )
     runs = instance_runs(dagster_home)
-    # catalog, two city ranges, then the export alone for the city that was refreshed
-    assert len(runs) == 7
+    # two city ranges, then the export alone for the city that was refreshed
+    assert len(runs) == 6
+    assert [r.job_name for r in runs].count("reference_refresh") == 1
     assert sorted(r.status.value for r in runs).count("FAILURE") == 1
     assert runs[0].job_name == "site_publish" and runs[0].status == dg.DagsterRunStatus.SUCCESS
 

@@ -1,10 +1,13 @@
-"""A fingerprint of the catalog per tier, so a change to some rows refreshes only their tiers."""
+"""Fingerprints of the catalog: per tier, so a change to some rows refreshes only their tiers;
+and of all a catalog refresh reads, so the refresh command skips a catalog run that would
+write the same rows again."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 from choosemypower_dagster.catalog.tiers import TIERS
@@ -32,3 +35,20 @@ def tier_hashes(path: Path) -> dict[str, str]:
         tier: hashlib.sha256((head + "\n" + "".join(lines)).encode()).hexdigest()
         for tier, lines in rows.items()
     }
+
+
+def inputs_digest(files: Sequence[Path], code: Path, extra: Sequence[str] = ()) -> str:
+    """SHA-256 of what a catalog refresh reads: each file's bytes (a missing file counts as
+    missing), every Python source under `code` (how the rows are written and checked) and
+    `extra` (e.g. the warehouse written to). Equal digests mean a refresh would write the same.
+    """
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"\0file {path}\0".encode())
+        digest.update(path.read_bytes() if path.is_file() else b"\0missing")
+    for source in sorted(code.rglob("*.py")):
+        digest.update(f"\0code {source.relative_to(code)}\0".encode())
+        digest.update(source.read_bytes())
+    for item in extra:
+        digest.update(f"\0extra {item}".encode())
+    return digest.hexdigest()

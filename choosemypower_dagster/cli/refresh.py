@@ -1,7 +1,8 @@
 """`python -m choosemypower_dagster.refresh`: the full refresh, run through the Dagster instance.
 
-One run for the catalog (all requested tiers), then one run per contiguous city range
-(a single run for a full refresh) for plans, summaries, providers and the site export.
+One run for the catalog (all requested tiers; none when it would write what the latest one
+wrote: cli/catalog_run.py), then one run per contiguous city range (a single run for a full
+refresh) for plans, summaries, providers and the site export.
 Prints a summary and exits non-zero when any city failed. For cron, CI and `make demo`.
 
 Every setting is checked before anything that reads it is loaded: the definitions (whose
@@ -30,6 +31,7 @@ from choosemypower_dagster.catalog.cities import CatalogError, catalog_path, loa
 from choosemypower_dagster.catalog.tiers import TIERS, are_adjacent, ordered
 from choosemypower_dagster.cli.crash import InstanceError, crash_cause, one_line
 from choosemypower_dagster.cli.report import (
+    CATALOG_FAILED,
     RefreshReport,
     export_switched,
     failed_cities,
@@ -143,10 +145,16 @@ def run_refresh(
     # After DAGSTER_HOME is settled and the catalog the partitions are built from is checked.
     from choosemypower_dagster.catalog.keys import city_keys_by_tier, tier_of_city
     from choosemypower_dagster.cli.abandoned_runs import recover_abandoned_runs
+    from choosemypower_dagster.cli.catalog_run import catalog_digest, unchanged_since
     from choosemypower_dagster.definitions import defs
     from choosemypower_dagster.orchestration.jobs import CITY_JOB, PUBLISH_JOB, REFERENCE_JOB
     from choosemypower_dagster.orchestration.partitions import contiguous_ranges, range_keys
-    from choosemypower_dagster.orchestration.tags import TIERS_TAG, process_tags, trigger_tags
+    from choosemypower_dagster.orchestration.tags import (
+        CATALOG_INPUTS_TAG,
+        TIERS_TAG,
+        process_tags,
+        trigger_tags,
+    )
 
     started = time.monotonic()
     instance = instance or dg.DagsterInstance.get()
@@ -167,21 +175,27 @@ def run_refresh(
         ranges = contiguous_ranges(s for t in tiers for s in city_keys_by_tier()[t])
     report.requested = sum(len(range_keys(r)) for r in ranges)
 
-    # One catalog run: the requested tiers when adjacent, else every tier.
+    # One catalog run: the requested tiers when adjacent, else every tier; none when it would
+    # write what the latest catalog run of each requested tier wrote (cli/catalog_run.py).
     first, last = (tiers[0], tiers[-1]) if are_adjacent(tiers) else (TIERS[0], TIERS[-1])
-    reference = defs.resolve_job_def(REFERENCE_JOB).execute_in_process(
-        instance=instance,
-        tags=_run_tags(first, last, tiers, trigger),
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        raise_on_error=False,
-    )
-    report.runs.append(reference.run_id)
-    if not reference.success:
-        text = failure_text(reference, warehouse.display_url)
-        report.errors.append(f"catalog refresh failed: {text}")
-        report.seconds = time.monotonic() - started
-        report.add_alerts(alert_failed_runs(instance, [reference], warehouse, recovered))
-        return report
+    digest = catalog_digest(_resource("city_catalog", instance), warehouse)
+    report.catalog_unchanged_since = unchanged_since(instance, tiers, digest, warehouse)
+    results: list[dg.ExecuteInProcessResult] = []
+    if not report.catalog_unchanged_since:
+        reference = defs.resolve_job_def(REFERENCE_JOB).execute_in_process(
+            instance=instance,
+            tags={**_run_tags(first, last, tiers, trigger), CATALOG_INPUTS_TAG: digest},
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            raise_on_error=False,
+        )
+        results.append(reference)
+        report.runs.append(reference.run_id)
+        if not reference.success:
+            text = failure_text(reference, warehouse.display_url)
+            report.errors.append(f"{CATALOG_FAILED}: {text}")
+            report.seconds = time.monotonic() - started
+            report.add_alerts(alert_failed_runs(instance, [reference], warehouse, recovered))
+            return report
 
     plans_config = {"force_refresh": force, OVERRIDE_CONFIG: accept_plan_count_change}
     run_config = {
@@ -190,7 +204,6 @@ def run_refresh(
     }
     city_job = defs.resolve_job_def(CITY_JOB)
     result = None
-    results = [reference]
     for key_range in ranges:
         result = city_job.execute_in_process(
             instance=instance,

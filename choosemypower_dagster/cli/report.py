@@ -20,6 +20,8 @@ from choosemypower_dagster.warehouse.refresh_log import RunTotals
 #: Dagster's wrappers around the real error: their message says where, not why.
 _WRAPPERS = frozenset({"DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError"})
 _CHECK_FAILED = "DagsterAssetCheckFailedError"
+#: How the report's error line of a failed catalog run begins.
+CATALOG_FAILED = "catalog refresh failed"
 _INTERRUPTED = "DagsterExecutionInterruptedError"
 #: Errors raised by the database: the summary says which warehouse they came from.
 _DATABASE_ERRORS = frozenset(
@@ -48,6 +50,8 @@ class RefreshReport:
     source: str = "n/a"
     warehouse: str = "n/a"
     export: str = "not updated (the previous export, if any, is still current)"
+    #: The catalog runs whose rows a new catalog run would only write again: none was run.
+    catalog_unchanged_since: list[str] = field(default_factory=list)
     #: Failed runs this command alerted itself (no sensor daemon was running to do it).
     alerts_sent: int = 0
     #: Why alerts did not reach the webhook (each kept pending on its run, retried later).
@@ -191,6 +195,19 @@ def export_switched(directory: Path, before: Path | None) -> str | None:
     return f"{directory} (export {now.name} is current, {files} files)"
 
 
+def _catalog_line(report: RefreshReport) -> str:
+    if report.catalog_unchanged_since:
+        return (
+            f"unchanged since run {', '.join(report.catalog_unchanged_since)} "
+            "(files, code and warehouse the same): not run again"
+        )
+    if not report.runs:
+        return "not run"
+    if any(e.startswith(CATALOG_FAILED) for e in report.errors):
+        return f"failed in run {report.runs[0]} (the error below)"
+    return f"refreshed in run {report.runs[0]}"
+
+
 def format_report(report: RefreshReport) -> str:
     """The human summary printed at the end of a refresh."""
     lines = [
@@ -199,6 +216,7 @@ def format_report(report: RefreshReport) -> str:
         f"(data source: {report.source})",
         f"  warehouse:        {report.warehouse}",
         f"  site export:      {report.export}",
+        f"  catalog:          {_catalog_line(report)}",
         f"  cities refreshed: {report.refreshed} of {report.requested}",
         f"  cities failed:    {len(report.failed)}",
         f"  active plans:     {report.active_plans}",

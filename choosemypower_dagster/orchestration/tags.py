@@ -27,6 +27,9 @@ TIERS_TAG = "choosemypower/tiers"
 CATALOG_CHANGE_TAG = "choosemypower/catalog_change"  # the catalog change a run follows
 RETRY_ATTEMPT_TAG = "choosemypower/retry_attempt"  # a retry sensor's attempt number
 JOB_KIND_TAG = "choosemypower/kind"  # e.g. maintenance
+# A catalog run's inputs digest (cli/catalog_run.py): the command skips a run that would
+# write the same rows as the latest one.
+CATALOG_INPUTS_TAG = "choosemypower/catalog_inputs"
 # The process running a command-launched run in process: lets the next command tell a run
 # whose process was killed (left STARTED forever, holding its pool slot) from a live one.
 PID_TAG = "choosemypower/pid"
