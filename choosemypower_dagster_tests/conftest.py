@@ -332,17 +332,18 @@ def is_integration(item: pytest.Item) -> bool:
     )
 
 
-#: The modules that take longest (over 45 s each on 2 cores), longest first. `make test` runs
-#: whole modules in parallel workers (`--dist loadscope`), which take them in collection order:
-#: started first, they do not leave one worker busy alone at the end of the run.
+#: The modules that take longest (over 30 s each on 2 cores, CI of 2026-12-06), longest first.
+#: `make test` runs whole modules in parallel workers (`--dist loadscope`), which take them in
+#: collection order: started first, they do not leave one worker busy alone at the end of the run.
 LONGEST_MODULES = (
-    "test_tdsp_outage.py",
     "test_production_topology.py",
-    "test_partial_refresh.py",
-    "test_refresh_command.py",
-    "test_webserver.py",
+    "test_tdsp_outage.py",
     "test_crash.py",
     "test_export_signals.py",
+    "test_refresh_command.py",
+    "test_concurrent_runs.py",
+    "test_partial_refresh.py",
+    "test_webserver.py",
 )
 
 
