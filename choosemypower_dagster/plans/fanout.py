@@ -225,6 +225,16 @@ def refresh_cities(
     with warehouse.begin() as conn:
         stored_sets = plan_sets.stored_plan_set_hashes(conn, [c.slug for c, _ in ready])
     shared: dict[tuple[str, ...], dict[str, Any]] = {}
+    pair_sets: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+
+    def pairs_of(duns_set: tuple[str, ...], plans: list[PlanRecord]) -> list[tuple[str, str]]:
+        """(plan id, TDSP) of a city's plans: the same TDSPs give the same pairs, built once."""
+        if duns_set not in pair_sets:
+            pair_sets[duns_set] = [
+                (totals.writes[p.tdsp_duns].plan_ids[p.external_id], p.tdsp_duns) for p in plans
+            ]
+        return pair_sets[duns_set]
+
     for start in range(0, len(ready), CITIES_PER_TRANSACTION):
         batch = ready[start : start + CITIES_PER_TRANSACTION]
         hashes = {c.slug: plan_sets.plan_set_hash(answers, c.tdsp_duns) for c, _ in batch}
@@ -233,15 +243,7 @@ def refresh_cities(
         try:
             with warehouse.begin() as conn:
                 replace_city_availability(
-                    conn,
-                    {
-                        target.slug: [
-                            (totals.writes[p.tdsp_duns].plan_ids[p.external_id], p.tdsp_duns)
-                            for p in plans
-                        ]
-                        for target, plans in changed
-                    },
-                    now,
+                    conn, {c.slug: pairs_of(c.tdsp_duns, plans) for c, plans in changed}, now
                 )
                 plan_sets.record_city_checks(conn, hashes, (c.slug for c, _ in changed), now)
         except SQLAlchemyError as exc:
