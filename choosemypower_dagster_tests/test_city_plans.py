@@ -106,9 +106,9 @@ def plan_ids(warehouse: WarehouseResource) -> dict[Pair, str]:
 
 
 def availability(warehouse: WarehouseResource, slugs: list[str] | None = None) -> dict:
-    """City slug -> {(external_id, tdsp_duns): refreshed_at}."""
+    """City slug -> {(external_id, tdsp_duns): listed_at}."""
     a, p = t.city_plan_availability.c, t.electricity_plans.c
-    query = sa.select(a.city_slug, p.external_id, p.tdsp_duns, a.refreshed_at).join_from(
+    query = sa.select(a.city_slug, p.external_id, p.tdsp_duns, a.listed_at).join_from(
         t.city_plan_availability, t.electricity_plans, a.plan_id == p.id
     )
     if slugs is not None:
@@ -348,7 +348,7 @@ def test_a_failing_tdsp_fails_exactly_its_cities_and_a_backfill_fixes_them(
     } == expected_ok
     after = availability(state.warehouse)
     checked = last_checked(state.warehouse)
-    for slug in expected_failed:  # same plans, same refreshed_at: untouched
+    for slug in expected_failed:  # same plans, same listed_at: untouched
         assert after[slug] == before[slug], slug
         assert checked[slug] == checked_before[slug], slug
     for slug in expected_ok:  # the same answers: checked now, their rows left as they were

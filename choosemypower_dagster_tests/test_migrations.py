@@ -413,3 +413,32 @@ def test_a_warehouse_at_0007_learns_when_each_city_was_refreshed(warehouse_url):
     }
     assert all(r.plan_set_hash is None for r in found.values())
     assert {slug: aware(when) for slug, when in last.items()} == {"a-tx": newer, "b-tx": older}
+
+
+def test_a_warehouse_at_0008_keeps_its_availability_rows_under_listed_at(warehouse_url):
+    """0009 renames `city_plan_availability.refreshed_at` to `listed_at` in place: every row
+    and its time kept, the index on plan_id still there, the schema that of schema.py."""
+    older, newer = datetime(2026, 1, 4, 2, 0, tzinfo=UTC), NOW
+    rows = [
+        {"city_slug": "a-tx", "plan_id": new_object_id(), "refreshed_at": older},
+        {"city_slug": "b-tx", "plan_id": new_object_id(), "refreshed_at": newer},
+    ]
+    engine = _engine(warehouse_url)
+    try:
+        with engine.begin() as conn:
+            migrate.command.upgrade(migrate.alembic_config(connection=conn), "0008")
+            _insert(conn, "city_plan_availability", [{**r, "tdsp_duns": "1"} for r in rows])
+        outcome = migrate.upgrade(engine)
+        assert (outcome.before, outcome.after) == ("0008", migrate.head_revision())
+        with engine.connect() as conn:
+            assert (
+                compare_metadata(MigrationContext.configure(conn, opts=VERSION_OPTS), metadata)
+                == []
+            )
+            a = t.city_plan_availability.c
+            found = conn.execute(sa.select(a.city_slug, a.plan_id, a.listed_at)).all()
+    finally:
+        engine.dispose()
+    assert sorted((s, p, aware(w)) for s, p, w in found) == sorted(
+        (r["city_slug"], r["plan_id"], r["refreshed_at"]) for r in rows
+    )

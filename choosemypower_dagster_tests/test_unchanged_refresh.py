@@ -60,7 +60,7 @@ def writes_to(statements: list[str], table: str) -> list[str]:
 
 def availability(conn: sa.Connection) -> dict[tuple[str, str], Any]:
     a = t.city_plan_availability.c
-    rows = conn.execute(sa.select(a.city_slug, a.plan_id, a.refreshed_at))
+    rows = conn.execute(sa.select(a.city_slug, a.plan_id, a.listed_at))
     return {(slug, pid): when for slug, pid, when in rows}
 
 
@@ -141,7 +141,9 @@ def test_an_unchanged_refresh_writes_nothing_and_a_changed_one_exactly_the_chang
         history_before = conn.execute(
             sa.select(sa.func.count()).select_from(t.plan_pricing_history)
         ).scalar_one()
-    changed = materialize_cities(resources, instance, start, end, force=True)
+    began = datetime.now(UTC)
+    with recorded_writes(warehouse.engine) as statements:
+        changed = materialize_cities(resources, instance, start, end, force=True)
     assert changed.success
     with warehouse.begin() as conn:
         rows_after = availability(conn)
@@ -166,6 +168,13 @@ def test_an_unchanged_refresh_writes_nothing_and_a_changed_one_exactly_the_chang
     dropped = {pair for pair in rows_before if pair not in expected}
     added = expected - set(rows_before)
     assert dropped and added
+    # Exactly the changes: a pair that stays keeps its row as it was, only new pairs are
+    # inserted, only dropped ones deleted; no availability row is updated.
+    kept = set(rows_before) & expected
+    assert {pair: rows_after[pair] for pair in kept} == {pair: rows_before[pair] for pair in kept}
+    assert all(aware(rows_after[pair]) >= aware(began) for pair in added)
+    avail_writes = writes_to(statements, "city_plan_availability")
+    assert not [s for s in avail_writes if s.lstrip().startswith("UPDATE")], avail_writes
     assert history_after - history_before == repriced > 0  # one history row per change
     events = materialized(changed)
     assert events[CITY_SUMMARIES][0].metadata["recomputed"].value is True

@@ -71,11 +71,11 @@ def stored_rows(conn: sa.Connection, table: sa.Table) -> pd.DataFrame:
 
 def last_refreshed(conn: sa.Connection) -> pd.Series:
     """When each city's plans were last refreshed: its `city_plan_sets` row (changed or found
-    the same), else the newest of its availability rows (rows written by other paths)."""
+    the same), else its newest availability row's `listed_at` (rows written by other paths)."""
     a, checked = t.city_plan_availability.c, t.city_plan_sets.c
     known = sa.select(checked.city_slug)
     rows = conn.execute(
-        sa.select(a.city_slug, sa.func.max(a.refreshed_at))
+        sa.select(a.city_slug, sa.func.max(a.listed_at))
         .where(a.city_slug.not_in(known))
         .group_by(a.city_slug)
         .union_all(sa.select(checked.city_slug, checked.refreshed_at))

@@ -223,11 +223,11 @@ city_plan_availability = sa.Table(
         doc="the plan (electricity_plans.id)",
     ),
     sa.Column(
-        "refreshed_at",
+        "listed_at",
         TS,
         nullable=False,
-        doc="when the city's plans were last written (a refresh that found them unchanged "
-        "leaves them: city_plan_sets.refreshed_at is when they were last checked)",
+        doc="when the city first listed the plan (a refresh rewrites only the pairs that "
+        "changed: city_plan_sets holds when the city was last checked and last changed)",
     ),
     sa.Column(
         "tdsp_duns",

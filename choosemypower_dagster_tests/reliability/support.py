@@ -155,25 +155,30 @@ def table_rows(
 
 
 def availability(warehouse: WarehouseResource) -> dict[str, dict[str, datetime]]:
-    """City slug -> {plan id: refreshed_at} from `city_plan_availability`."""
+    """City slug -> {plan id: listed_at} from `city_plan_availability`."""
     avail = t.city_plan_availability.c
     out: dict[str, dict[str, datetime]] = {}
     with warehouse.begin() as conn:
         for slug, plan_id, stamp in conn.execute(
-            sa.select(avail.city_slug, avail.plan_id, avail.refreshed_at)
+            sa.select(avail.city_slug, avail.plan_id, avail.listed_at)
         ):
             out.setdefault(slug, {})[plan_id] = stamp
     return out
 
 
-def cities_restamped(warehouse: WarehouseResource, old_stamp: datetime) -> int:
-    """Cities whose availability carries a stamp other than `old_stamp` (a refresh's)."""
-    avail = t.city_plan_availability.c
+def last_changed(warehouse: WarehouseResource) -> dict[str, datetime | None]:
+    """City slug -> when its plan set was last written (`city_plan_sets.changed_at`)."""
+    c = t.city_plan_sets.c
+    with warehouse.begin() as conn:
+        return dict(conn.execute(sa.select(c.city_slug, c.changed_at)).tuples().all())
+
+
+def cities_changed_since(warehouse: WarehouseResource, old_stamp: datetime) -> int:
+    """Cities whose plan set was written at a time other than `old_stamp` (a refresh's)."""
+    c = t.city_plan_sets.c
     with warehouse.begin() as conn:
         return conn.execute(
-            sa.select(sa.func.count(sa.distinct(avail.city_slug))).where(
-                avail.refreshed_at != old_stamp
-            )
+            sa.select(sa.func.count()).where(c.changed_at != old_stamp)
         ).scalar_one()
 
 

@@ -32,8 +32,9 @@ from choosemypower_dagster_tests.reliability.support import (
     PROJECT_ROOT,
     availability,
     catalog_tdsps,
-    cities_restamped,
+    cities_changed_since,
     command_env,
+    last_changed,
     refresh_command,
     run_refresh_command,
     served_plan_ids,
@@ -61,7 +62,7 @@ def _kill_mid_refresh(
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 pytest.fail(f"the refresh ended before it could be killed: {proc.stderr.read()}")
-            done = cities_restamped(warehouse, old_stamp)
+            done = cities_changed_since(warehouse, old_stamp)
             if 0 < done < total // 2:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=30)
@@ -84,18 +85,24 @@ def _whole_or_untouched(
     before: dict[str, dict[str, Any]],
     old_stamp: datetime,
 ) -> tuple[int, int]:
-    """Assert each city is exactly as before or fully refreshed; returns (untouched, fresh)."""
-    after = availability(warehouse)
+    """Assert each city is exactly as before or fully refreshed; returns (untouched, fresh).
+
+    A refreshed city's plan set was written after `old_stamp`, in the same transaction as
+    its availability: its rows are exactly the plans served now, the pairs it kept with
+    their old rows, the new ones listed at the new time.
+    """
+    after, changed = availability(warehouse), last_changed(warehouse)
     table = catalog_tdsps()
     untouched = fresh = 0
     for slug in city_keys():
-        rows = after.get(slug, {})
-        if rows == before.get(slug, {}):
+        rows, old = after.get(slug, {}), before.get(slug, {})
+        if changed.get(slug) in (None, old_stamp):
+            assert rows == old, f"{slug} is half-written"
             untouched += 1
             continue
-        stamps = set(rows.values())
-        assert len(stamps) == 1 and old_stamp not in stamps, f"{slug} is half-written"
         assert set(rows) == served_plan_ids(warehouse, sandbox, table[slug]), slug
+        assert all(rows[pid] == old[pid] for pid in set(rows) & set(old)), slug
+        assert old_stamp not in {rows[pid] for pid in set(rows) - set(old)}, slug
         fresh += 1
     return untouched, fresh
 
@@ -122,7 +129,7 @@ def test_sigkill_mid_refresh_leaves_every_city_whole_and_the_next_run_completes(
     assert materialize_catalog(resources, instance).success
     assert materialize_cities(resources, instance, keys[0], keys[-1]).success
     before = availability(warehouse)
-    (old_stamp,) = {stamp for rows in before.values() for stamp in rows.values()}
+    (old_stamp,) = set(last_changed(warehouse).values())
     assert sorted(before) == sorted(keys)
 
     sandbox.configure(price_epoch=1)  # new prices: a refreshed city differs from before

@@ -32,7 +32,7 @@ STAMPS = {
     "cities": {"updated_at"},
     "providers": {"updated_at", "last_seen_at"},
     "electricity_plans": {"updated_at", "last_seen_at"},
-    "city_plan_availability": {"refreshed_at"},
+    "city_plan_availability": {"listed_at"},
     "city_summaries": {"computed_at", "plans_refreshed_at"},
     "city_tdsp_summaries": {"computed_at"},
     "api_response_cache": {"fetched_at"},
