@@ -4,7 +4,10 @@ Every figure is measured through a real Dagster instance in a temporary DAGSTER_
 against the sandbox API started with 200 ms latency per request. Each measurement runs
 in its own child process (so peak RSS is that refresh's own) and times the refresh
 only, not the Python start-up and imports (the floor likewise). Figures are medians
-over --repeats runs; the PostgreSQL and 10x figures too (10x: one run).
+over --repeats runs; the PostgreSQL and 10x figures too (10x: one run). A ratio is the median
+of each repeat's own ratio, over that repeat's floor: the mean of a floor measured just before
+its refreshes and one just after (this machine's seconds drift between repeats, a repeat's
+figures drift together).
 
   fresh_full_s      catalog + every city (plans, summaries), providers, site export; empty warehouse
   cached_full_s     the same again within the cache TTL (no API call expected)
@@ -12,7 +15,8 @@ over --repeats runs; the PostgreSQL and 10x figures too (10x: one run).
   tier1_s           the tier1 range alone, forced fresh fetch, warm warehouse
   warm_changed_s    every city again, forced fetch of the sandbox's next price epoch (some
                     prices changed, some plans dropped, some new)
-  floor_s           one run materializing the same city partitions of a do-nothing asset
+  floor_s           one run materializing the same city partitions of a do-nothing asset,
+                    timed like the refresh from getting the Dagster instance
   fresh_full_pg_s   fresh_full on PostgreSQL (warehouse and instance, the production instance's
                     DAGSTER_EVENT_BATCH_SIZE), when a URL is given
   fresh_full_10x_s  fresh_full with a catalog 10x larger (synthetic cities), one run
@@ -90,8 +94,9 @@ def _child_floor(dg: Any) -> dict[str, Any]:
             yield dg.AssetMaterialization(asset_key=context.asset_key, partition=key)
 
     keys = city_keys()
-    instance = dg.DagsterInstance.get()
+    # Timed from getting the instance, as the refresh is (run_refresh gets it itself).
     started = time.perf_counter()
+    instance = dg.DagsterInstance.get()
     result = dg.materialize(
         [do_nothing],
         instance=instance,
@@ -210,6 +215,11 @@ def _ten_times_catalog(target: Path) -> int:
     return len(out)
 
 
+def _paired(seconds: list[float], against: list[float]) -> float:
+    """The median of each repeat's ratio: a repeat's figures share that repeat's machine."""
+    return statistics.median(a / b for a, b in zip(seconds, against, strict=True))
+
+
 def measure(repeats: int, with_10x: bool, pg_url: str | None) -> dict[str, Any]:
     sandbox, api_url = _start_sandbox()
     figures: dict[str, Any] = {"repeats": repeats}
@@ -220,6 +230,7 @@ def measure(repeats: int, with_10x: bool, pg_url: str | None) -> dict[str, Any]:
             unchanged, changed = [], []
             calls_fresh, calls_cached = [], []
             for _ in range(repeats):
+                floor_before = _run_child("floor", _env(_new_home(base), api_url))["seconds"]
                 home = _new_home(base)
                 env = _env(home, api_url)
                 before = _sandbox_requests(api_url)
@@ -240,7 +251,8 @@ def measure(repeats: int, with_10x: bool, pg_url: str | None) -> dict[str, Any]:
                     changed.append(_run_child("forced", env)["seconds"])
                 finally:
                     _set_price_epoch(api_url, 0)
-                floor.append(_run_child("floor", _env(_new_home(base), api_url))["seconds"])
+                floor_after = _run_child("floor", _env(_new_home(base), api_url))["seconds"]
+                floor.append((floor_before + floor_after) / 2)
             figures.update(
                 fresh_full_s=statistics.median(fresh),
                 cached_full_s=statistics.median(cached),
@@ -252,12 +264,11 @@ def measure(repeats: int, with_10x: bool, pg_url: str | None) -> dict[str, Any]:
                 api_calls_cached=max(calls_cached),
                 peak_rss_mb=max(rss),
             )
-            floor_s = figures["floor_s"]
-            figures["fresh_over_floor"] = figures["fresh_full_s"] / floor_s
-            figures["cached_over_floor"] = figures["cached_full_s"] / floor_s
-            figures["warm_unchanged_over_floor"] = figures["warm_unchanged_s"] / floor_s
-            figures["warm_changed_over_floor"] = figures["warm_changed_s"] / floor_s
-            figures["warm_changed_over_fresh"] = figures["warm_changed_s"] / figures["fresh_full_s"]
+            figures["fresh_over_floor"] = _paired(fresh, floor)
+            figures["cached_over_floor"] = _paired(cached, floor)
+            figures["warm_unchanged_over_floor"] = _paired(unchanged, floor)
+            figures["warm_changed_over_floor"] = _paired(changed, floor)
+            figures["warm_changed_over_fresh"] = _paired(changed, fresh)
 
             if pg_url:
                 pg_runs = []
