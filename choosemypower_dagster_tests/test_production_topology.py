@@ -58,8 +58,8 @@ from choosemypower_dagster_tests.postgres_instance import (
     warehouse_url_in,
 )
 from choosemypower_dagster_tests.reliability.support import (
-    availability,
-    cities_restamped,
+    cities_changed_since,
+    last_changed,
     run_messages,
 )
 from choosemypower_dagster_tests.test_deploy_files import (
@@ -503,7 +503,7 @@ def test_production_topology_refreshes_publishes_and_retries_a_killed_run(
 
             # 6. A run worker killed mid-refresh (as the OOM killer would), new prices upstream.
             warehouse = WarehouseResource(url=warehouse_url)
-            (old_stamp,) = {s for rows in availability(warehouse).values() for s in rows.values()}
+            (old_stamp,) = set(last_changed(warehouse).values())  # the full refresh's
             sandbox.configure(price_epoch=1)
             forced = {"ops": {"refresh_city_plans": {"config": {"force_refresh": True}}}}
             killed = launch(gql, CITY_JOB, city_range_tags("topology", TIERS, "manual"), forced)
@@ -511,14 +511,14 @@ def test_production_topology_refreshes_publishes_and_retries_a_killed_run(
             assert process_uid(pid) == owner  # the run runs as the image's user
             done_before_kill = wait_until(
                 "cities written by the run",
-                lambda: (n := cities_restamped(warehouse, old_stamp)) and 0 < n < len(keys) // 2,
+                lambda: 0 < cities_changed_since(warehouse, old_stamp) < len(keys) // 2,
                 grpc_log,
                 interval=0.02,
             )
             assert killed in instance.event_log_storage.get_concurrency_run_ids()  # holds a slot
             os.kill(pid, signal.SIGKILL)
             killed_at = time.time()
-            figures["cities_written_before_kill"] = cities_restamped(warehouse, old_stamp)
+            figures["cities_written_before_kill"] = cities_changed_since(warehouse, old_stamp)
             assert done_before_kill
 
             # 7. Detected and failed, its slot freed, retried; the retry publishes.
