@@ -37,6 +37,20 @@ def _engine(url: str) -> sa.Engine:
     return sa.create_engine(url.replace("postgresql://", "postgresql+psycopg2://", 1))
 
 
+def _schema_diff(conn: sa.Connection) -> list[object]:
+    """How the database differs from schema.py: columns, types, nullability, keys, indexes."""
+    return compare_metadata(MigrationContext.configure(conn, opts=VERSION_OPTS), metadata)
+
+
+def _availability_at(engine: sa.Engine, revision: str, rows: list[dict[str, object]]) -> None:
+    """Availability rows written at `revision` (each from TDSP "1"), then upgraded to head."""
+    with engine.begin() as conn:
+        migrate.command.upgrade(migrate.alembic_config(connection=conn), revision)
+        _insert(conn, "city_plan_availability", [{**r, "tdsp_duns": "1"} for r in rows])
+    outcome = migrate.upgrade(engine)
+    assert (outcome.before, outcome.after) == (revision, migrate.head_revision())
+
+
 def test_empty_database_upgrades_to_head_with_the_schema_of_schema_py(warehouse_url):
     engine = _engine(warehouse_url)
     try:
@@ -45,11 +59,7 @@ def test_empty_database_upgrades_to_head_with_the_schema_of_schema_py(warehouse_
         with engine.connect() as conn:
             tables = set(sa.inspect(conn).get_table_names())
             assert tables == set(metadata.tables) | {migrate.VERSION_TABLE}
-            # Columns, types, nullability, keys and indexes: no difference at all.
-            assert (
-                compare_metadata(MigrationContext.configure(conn, opts=VERSION_OPTS), metadata)
-                == []
-            )
+            assert _schema_diff(conn) == []
             indexes = {i["name"] for i in sa.inspect(conn).get_indexes("electricity_plans")}
         assert {"ix_plans_tdsp_term", "ix_plans_tdsp_active_rate", "ix_plans_provider_id"} <= (
             indexes
@@ -89,10 +99,7 @@ def test_pre_migration_database_is_adopted_and_upgraded(warehouse_url):
         assert outcome.stamped_baseline
         assert outcome.after == migrate.head_revision()
         with engine.connect() as conn:
-            assert (
-                compare_metadata(MigrationContext.configure(conn, opts=VERSION_OPTS), metadata)
-                == []
-            )
+            assert _schema_diff(conn) == []
     finally:
         engine.dispose()
 
@@ -212,10 +219,7 @@ def test_a_warehouse_at_0003_holding_data_upgrades_and_keeps_it(warehouse_url, s
         outcome = migrate.upgrade(engine)
         assert (outcome.before, outcome.after) == ("0003", migrate.head_revision())
         with engine.connect() as conn:
-            assert (
-                compare_metadata(MigrationContext.configure(conn, opts=VERSION_OPTS), metadata)
-                == []
-            )
+            assert _schema_diff(conn) == []
             avail = t.city_plan_availability.c
             rows = conn.execute(sa.select(avail.plan_id, avail.tdsp_duns))
             assert {pid: duns for pid, duns in rows} == plans  # the orphan row is gone
@@ -302,10 +306,7 @@ def test_a_warehouse_holding_plans_at_0003_upgrades_in_place_to_structured_prici
                     metadata.tables["electricity_plans"].c.id == plan_id
                 )
             ).one()
-            assert (
-                compare_metadata(MigrationContext.configure(conn, opts=VERSION_OPTS), metadata)
-                == []
-            )
+            assert _schema_diff(conn) == []
         assert (row.name, row.rate_1000) == ("Plan A", 0.14)
         assert row.pricing_exact is None and row.annual_cost_typical is None
     finally:
@@ -342,10 +343,7 @@ def test_a_warehouse_at_0005_keeps_its_cities_and_learns_their_public_power(ware
         outcome = migrate.upgrade(engine)
         assert (outcome.before, outcome.after) == ("0005", migrate.head_revision())
         with engine.connect() as conn:
-            assert (
-                compare_metadata(MigrationContext.configure(conn, opts=VERSION_OPTS), metadata)
-                == []
-            )
+            assert _schema_diff(conn) == []
             row = conn.execute(sa.select(t.cities)).one()
         assert (row.slug, row.coverage, row.choosing_population) == (
             garland.slug,
@@ -389,16 +387,9 @@ def test_a_warehouse_at_0007_learns_when_each_city_was_refreshed(warehouse_url):
     ]
     engine = _engine(warehouse_url)
     try:
-        with engine.begin() as conn:
-            migrate.command.upgrade(migrate.alembic_config(connection=conn), "0007")
-            _insert(conn, "city_plan_availability", [{**r, "tdsp_duns": "1"} for r in rows])
-        outcome = migrate.upgrade(engine)
-        assert (outcome.before, outcome.after) == ("0007", migrate.head_revision())
+        _availability_at(engine, "0007", rows)
         with engine.connect() as conn:
-            assert (
-                compare_metadata(MigrationContext.configure(conn, opts=VERSION_OPTS), metadata)
-                == []
-            )
+            assert _schema_diff(conn) == []
             found = {r.city_slug: r for r in conn.execute(sa.select(t.city_plan_sets))}
             answers = conn.execute(sa.select(sa.func.count()).select_from(t.tdsp_answers))
             assert answers.scalar() == 0
@@ -425,16 +416,9 @@ def test_a_warehouse_at_0008_keeps_its_availability_rows_under_listed_at(warehou
     ]
     engine = _engine(warehouse_url)
     try:
-        with engine.begin() as conn:
-            migrate.command.upgrade(migrate.alembic_config(connection=conn), "0008")
-            _insert(conn, "city_plan_availability", [{**r, "tdsp_duns": "1"} for r in rows])
-        outcome = migrate.upgrade(engine)
-        assert (outcome.before, outcome.after) == ("0008", migrate.head_revision())
+        _availability_at(engine, "0008", rows)
         with engine.connect() as conn:
-            assert (
-                compare_metadata(MigrationContext.configure(conn, opts=VERSION_OPTS), metadata)
-                == []
-            )
+            assert _schema_diff(conn) == []
             a = t.city_plan_availability.c
             found = conn.execute(sa.select(a.city_slug, a.plan_id, a.listed_at)).all()
     finally:
